@@ -1,0 +1,78 @@
+"""Encoders for ``evaluate``: a lookup into precomputed vectors, and the prepare/batcher pair for
+the original SentEval (``senteval.engine.SE``).
+
+Using hf_simskip models from the original SentEval::
+
+    import senteval
+    from hf_simskip.evaluation import prepare, batcher
+    params = {"task_path": "/path/to/senteval/data", "usepytorch": False, "kfold": 10,
+              "model": model}          # anything with .encode(list[str]) -> (n, d) array
+    se = senteval.engine.SE(params, batcher, prepare)
+    se.eval(["CR", "MR"])
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+class LookupEncoder:
+    """``encode(sentences) -> (n, d)`` rows of a precomputed table; a missing sentence is a KeyError."""
+
+    def __init__(self, sentences, embeddings):
+        embeddings = np.asarray(embeddings)
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(sentences):
+            raise ValueError(f"expected embeddings of shape ({len(sentences)}, d), got {embeddings.shape}")
+        self.embeddings = embeddings
+        self.index = {str(s): i for i, s in enumerate(sentences)}
+
+    def __call__(self, sentences: list[str]) -> np.ndarray:
+        rows = []
+        for s in sentences:
+            if s not in self.index:
+                raise KeyError(f"sentence not in the embedding cache ({len(self.index)} sentences): {s!r}")
+            rows.append(self.index[s])
+        return self.embeddings[rows]
+
+
+def lookup_encoder(source) -> LookupEncoder:
+    """An encode callable from an .npz path (arrays ``sentences`` and ``embeddings``, as written by
+    benchmarks/cache_senteval_embeddings.py) or from a ``(sentences, embeddings)`` pair."""
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"embedding cache {str(source)!r} does not exist; create it with "
+                                    "`python benchmarks/cache_senteval_embeddings.py --output PATH`")
+        with np.load(source) as z:
+            missing = {"sentences", "embeddings"} - set(z.files)
+            if missing:
+                raise ValueError(f"{source}: expected arrays 'sentences' and 'embeddings', missing {sorted(missing)}")
+            return LookupEncoder(z["sentences"].tolist(), z["embeddings"])
+    if isinstance(source, (tuple, list)) and len(source) == 2:
+        return LookupEncoder(list(source[0]), source[1])
+    raise TypeError(f"expected an .npz path or a (sentences, embeddings) pair, got {type(source).__name__}")
+
+
+def prepare(params, samples):
+    """SentEval's prepare hook: nothing to build (the model encodes raw strings)."""
+    return None
+
+
+def batcher(params, batch) -> np.ndarray:
+    """SentEval's batcher: token lists -> ' '.join (empty -> '.'), then ``params.model.encode``.
+
+    ``params`` needs ``model`` (anything with ``.encode(list[str])``); ``params.encode_kwargs``
+    (optional dict) is passed on to it.
+    """
+    model = params["model"] if isinstance(params, dict) else getattr(params, "model", None)
+    if model is None or not hasattr(model, "encode"):
+        raise TypeError("SentEval params must carry `model`, an object with .encode(list[str])")
+    sentences = []
+    for tokens in batch:
+        tokens = [t.decode("utf-8") if isinstance(t, bytes) else t for t in tokens]
+        sentences.append(" ".join(tokens) if tokens else ".")
+    kwargs = (params.get("encode_kwargs") if isinstance(params, dict) else getattr(params, "encode_kwargs", None)) or {}
+    emb = model.encode(sentences, **kwargs)
+    if hasattr(emb, "detach"):
+        emb = emb.detach().cpu().numpy()
+    return np.asarray(emb)
