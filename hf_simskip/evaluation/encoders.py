@@ -64,7 +64,7 @@ def batcher(params, batch) -> np.ndarray:
     ``params`` needs ``model`` (anything with ``.encode(list[str])``); ``params.encode_kwargs``
     (optional dict) is passed on to it.
     """
-    model = params["model"] if isinstance(params, dict) else getattr(params, "model", None)
+    model = params.get("model") if isinstance(params, dict) else getattr(params, "model", None)
     if model is None or not hasattr(model, "encode"):
         raise TypeError("SentEval params must carry `model`, an object with .encode(list[str])")
     sentences = []
