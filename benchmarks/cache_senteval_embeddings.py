@@ -45,7 +45,7 @@ def main() -> None:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, sentences=np.array(sentences, dtype=str), embeddings=emb)
+    np.savez_compressed(tmp, sentences=np.array(sentences, dtype=str), embeddings=emb)
     os.replace(tmp, out)
     print(f"wrote {out}")
 

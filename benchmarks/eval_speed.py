@@ -1,0 +1,73 @@
+"""Time SentEval's CPU way against hf_simskip's evaluator on the same cached embeddings.
+
+    python benchmarks/eval_speed.py --embeddings /work/cache/senteval_minilm.npz [--mode full]
+
+"SentEval way": one sklearn LogisticRegression per fold and grid value (senteval/tools/validation.py
+with usepytorch=False, re-stated in hf_simskip.evaluation.reference). "hf_simskip": evaluate() with
+the batched probe. Both read the same loaders and the same embeddings; encoding is not timed (the
+lookup is). Prints both times, the ratio, and each task's accuracy difference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from hf_simskip.evaluation import TRANSFER_TASKS, evaluate, load_task, lookup_encoder, reference
+from hf_simskip.paths import resolve_data_dir
+
+REFERENCE = {"CR": 82.91, "MPQA": 87.50, "MR": 76.74, "SUBJ": 92.02, "TREC": 90.60, "SST2": 81.55, "MRPC": 71.59}
+
+
+def run_reference(encode, tasks, data_dir, k, seed):
+    out = {}
+    for name in tqdm(tasks, desc="SentEval way (sklearn)"):
+        task = load_task(name, data_dir)
+        t0 = time.perf_counter()
+        out[name] = {**reference.run_task(task, encode, k=k, seed=seed), "seconds": time.perf_counter() - t0}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embeddings", default="/work/cache/senteval_minilm.npz")
+    parser.add_argument("--tasks", nargs="+", default=TRANSFER_TASKS)
+    parser.add_argument("--mode", choices=["fast", "full"], default="full")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-reference", action="store_true", help="time only hf_simskip")
+    parser.add_argument("--output", default=None, help="write both results as JSON")
+    args = parser.parse_args()
+    data_dir = resolve_data_dir(args.data_dir)
+    encode = lookup_encoder(args.embeddings)
+    k = {"full": 10, "fast": 5}[args.mode]
+
+    t0 = time.perf_counter()
+    ours = evaluate(encode, tasks=args.tasks, data_dir=data_dir, mode=args.mode, device=args.device)
+    t_ours = time.perf_counter() - t0
+    ref, t_ref = {}, float("nan")
+    if not args.skip_reference:
+        t0 = time.perf_counter()
+        ref = run_reference(encode, args.tasks, data_dir, k, 1111)
+        t_ref = time.perf_counter() - t0
+
+    print(f"{'task':6} {'hf_simskip':>10} {'sklearn':>8} {'diff':>6} {'SentEval ref':>12} {'t_ours':>7} {'t_sk':>7}")
+    for name in args.tasks:
+        a = ours["tasks"][name]["acc"]
+        b = ref.get(name, {}).get("acc", float("nan"))
+        print(f"{name:6} {a:10.2f} {b:8.2f} {a - b:+6.2f} {REFERENCE.get(name, float('nan')):12.2f} "
+              f"{ours['tasks'][name]['seconds']:7.1f} {ref.get(name, {}).get('seconds', float('nan')):7.1f}")
+    print(f"hf_simskip evaluator: {t_ours:.1f} s   SentEval way (sklearn): {t_ref:.1f} s   "
+          f"ratio: {t_ref / t_ours:.1f}x   probe converged: {ours['protocol']['probe']['converged']}")
+    print(f"max |diff| vs sklearn: {max((abs(ours['tasks'][n]['acc'] - ref[n]['acc']) for n in ref), default=np.nan):.2f}")
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump({"hf_simskip": ours, "sklearn": ref, "seconds": {"hf_simskip": t_ours, "sklearn": t_ref}},
+                      f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
