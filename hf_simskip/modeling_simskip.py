@@ -181,10 +181,24 @@ class SimSkipModel(PreTrainedModel):
         model.tokenizer = tokenizer
         return model
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory, *args, model_card: bool = True, **kwargs):
+        """transformers' save_pretrained, plus the tokenizer and (with hf_simskip installed) the
+        model card README.md rendered by hf_simskip.model_card; `model_card=False` skips the card."""
         super().save_pretrained(save_directory, *args, **kwargs)
-        if self.tokenizer is not None and kwargs.get("is_main_process", True):
-            self.tokenizer.save_pretrained(save_directory)
+        if kwargs.get("is_main_process", True):
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(save_directory)
+            hub = _package_module("hf_simskip.hub") if model_card else None
+            if hub is not None:
+                hub.on_save_pretrained(self, save_directory)
+
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """Upload weights, config (auto_map), model code, tokenizer and the rendered card in one commit
+        (hf_simskip.hub.push_model_to_hub). Without hf_simskip: transformers' own push_to_hub."""
+        hub = _package_module("hf_simskip.hub")
+        if hub is None:
+            return super().push_to_hub(repo_id, *args, **kwargs)
+        return hub.push_model_to_hub(self, repo_id, *args, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
@@ -197,6 +211,15 @@ class SimSkipModel(PreTrainedModel):
             except (OSError, ValueError) as err:
                 logger.warning("no tokenizer beside %s (%s): encode() needs one", pretrained_model_name_or_path, err)
         return model
+
+
+def _package_module(name: str):
+    """One of hf_simskip's own helpers (model card, Hub upload), or None in the copy the Hub serves next
+    to the weights, which must load without hf_simskip: imported by name, never a static import."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 def _packaged_backbone():

@@ -1,0 +1,122 @@
+"""Uploading SimSkip models to the Hugging Face Hub, with their rendered model card.
+
+``SimSkipModel.push_to_hub`` comes here when hf_simskip is installed (a small hook in
+modeling_simskip.py). transformers' own ``PushToHubMixin.push_to_hub`` would overwrite README.md with
+the Hub's current card or a generic one; this upload keeps the card rendered from
+``model_card_template.md`` and the JSON records (training_args.json, corpus.json,
+eval_results.json, baseline_eval_results.json), which are uploaded beside the weights.
+
+One commit through ``HfApi.create_commit`` (as transformers does), with one ``CommitOperationAdd``
+per file: weights, config.json (with auto_map), the copied model code, the tokenizer, the records
+and README.md.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+
+from .model_card import RECORD_FILES, write_card_for_folder, write_model_card
+
+logger = logging.getLogger(__name__)
+CARD_SOURCES_ATTR = "_simskip_card_sources"  # folders a model was saved to / loaded from, newest first
+
+
+def _api() -> HfApi:
+    from . import __version__
+
+    return HfApi(library_name="hf_simskip", library_version=__version__)
+
+
+def card_sources(model) -> list[str]:
+    """Local folders whose JSON records describe ``model``: where it was saved before and where it was
+    loaded from (``config._name_or_path``)."""
+    sources = list(getattr(model, CARD_SOURCES_ATTR, []))
+    loaded_from = getattr(model.config, "_name_or_path", None) or getattr(model, "name_or_path", None)
+    if loaded_from and os.path.isdir(loaded_from) and loaded_from not in sources:
+        sources.append(loaded_from)
+    return sources
+
+
+def on_save_pretrained(model, folder) -> None:
+    """Called by ``SimSkipModel.save_pretrained``: render README.md and remember the folder, so a later
+    ``push_to_hub`` finds the records that training writes there afterwards."""
+    folder = os.path.abspath(folder)
+    sources = [s for s in card_sources(model) if os.path.abspath(s) != folder]
+    write_model_card(model, folder, sources=sources)
+    setattr(model, CARD_SOURCES_ATTR, [folder] + [s for s in getattr(model, CARD_SOURCES_ATTR, []) if s != folder])
+
+
+def folder_operations(folder) -> list[CommitOperationAdd]:
+    """One CommitOperationAdd per file under ``folder`` (POSIX paths in the repo), sorted."""
+    folder = Path(folder)
+    ops = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel.startswith(".git/") or rel.startswith(".cache/") or rel.endswith(".tmp"):
+            continue
+        ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)))
+    return ops
+
+
+def _commit_folder(folder, repo_id, *, private=None, token=None, revision=None, create_pr=False,
+                   commit_message=None, commit_description=None):
+    api = _api()
+    repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+    if revision is not None and not revision.startswith("refs/pr"):
+        api.create_branch(repo_id=repo_id, branch=revision, token=token, exist_ok=True)
+    ops = folder_operations(folder)
+    if not ops:
+        raise ValueError(f"nothing to upload: {str(folder)!r} holds no files")
+    logger.info("uploading %d files to %s: %s", len(ops), repo_id, ", ".join(op.path_in_repo for op in ops))
+    return api.create_commit(repo_id=repo_id, operations=ops, commit_message=commit_message or "Upload SimSkip model",
+                             commit_description=commit_description, token=token, revision=revision,
+                             create_pr=create_pr)
+
+
+def _add_tags(readme: Path, tags) -> None:
+    if not tags:
+        return
+    card = ModelCard.load(readme)
+    card.data.tags = list(dict.fromkeys(list(card.data.tags or []) + list(tags)))
+    card.save(readme)
+
+
+def push_model_to_hub(model, repo_id: str, *, commit_message: str | None = None,
+                      commit_description: str | None = None, private: bool | None = None, token=None,
+                      revision: str | None = None, create_pr: bool = False, max_shard_size="50GB", tags=None,
+                      **records):
+    """Save ``model`` to a temporary folder, add the JSON records and the rendered card, upload in one
+    commit. ``records``: training_args / corpus / results / baseline_results as dicts or paths (else
+    read from the folders the model was saved to or loaded from). Returns the CommitInfo."""
+    if not isinstance(repo_id, str) or not repo_id:
+        raise ValueError(f"repo_id must be a non-empty 'namespace/name' string, got {repo_id!r}")
+    sources = card_sources(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp, max_shard_size=max_shard_size, model_card=False)
+        for source in sources:  # the records travel with the model
+            for filename in RECORD_FILES.values():
+                src, dst = Path(source) / filename, Path(tmp) / filename
+                if src.is_file() and not dst.exists():
+                    shutil.copyfile(src, dst)
+        readme = write_model_card(model, tmp, repo_id=repo_id, **records)
+        _add_tags(readme, list(getattr(model, "model_tags", None) or []) + list(tags or []))
+        return _commit_folder(tmp, repo_id, private=private, token=token, revision=revision, create_pr=create_pr,
+                              commit_message=commit_message, commit_description=commit_description)
+
+
+def push_folder_to_hub(folder, repo_id: str, *, render_card: bool = True, **kwargs):
+    """Upload a saved model folder as it is, after rendering its README.md (``hf-simskip push``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {str(folder)!r} does not exist")
+    if render_card:
+        write_card_for_folder(folder, repo_id=repo_id)
+    return _commit_folder(folder, repo_id, **kwargs)
+
+
+__all__ = ["push_model_to_hub", "push_folder_to_hub", "on_save_pretrained", "folder_operations"]
