@@ -1,0 +1,114 @@
+"""Embedding files for ``hf-simskip refine``: read (n, d) arrays from .npy/.npz/.parquet, write atomically."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = (".npy", ".npz", ".parquet")
+
+
+def _suffix(path: Path, role: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{role} {str(path)!r}: expected a {', '.join(FORMATS)} file, got suffix {suffix!r}")
+    return suffix
+
+
+def _as_matrix(array, where: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype == object:
+        try:
+            array = np.stack([np.asarray(row, dtype=np.float32) for row in array])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: rows are not equal-length numeric vectors ({err})") from err
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"{where}: expected real numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{where}: expected a 2-D (n, d) array, got shape {array.shape}")
+    return array.astype(np.float32, copy=False)
+
+
+def _read_npz(path: Path, key: str | None) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as data:
+        names = list(data.files)
+        if key is None:
+            if len(names) != 1:
+                raise ValueError(f"{str(path)!r} holds arrays {names}: pass --key to choose one")
+            key = names[0]
+        if key not in names:
+            raise ValueError(f"{str(path)!r} has no array {key!r}; it holds {names}")
+        return _as_matrix(data[key], f"{path}[{key}]")
+
+
+def _read_parquet(path: Path, column: str | None):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    names = table.column_names
+    if column is None:
+        if len(names) != 1:
+            raise ValueError(f"{str(path)!r} has columns {names}: pass --column to choose the embedding column")
+        column = names[0]
+    if column not in names:
+        raise ValueError(f"{str(path)!r} has no column {column!r}; it has {names}")
+    values = table.column(column).to_pylist()
+    if any(v is None for v in values):
+        raise ValueError(f"{path}[{column}]: {sum(v is None for v in values)} row(s) are null")
+    return _as_matrix(np.array(values, dtype=object) if values else np.zeros((0, 0)), f"{path}[{column}]"), table
+
+
+def read_embeddings(path, key: str | None = None, column: str | None = None):
+    """(matrix (n, d) float32, parquet table or None) from ``path``."""
+    path = Path(path)
+    suffix = _suffix(path, "input")
+    if not path.is_file():
+        raise FileNotFoundError(f"input file {str(path)!r} does not exist")
+    try:
+        if suffix == ".npy":
+            return _as_matrix(np.load(path, allow_pickle=False), str(path)), None
+        if suffix == ".npz":
+            return _read_npz(path, key), None
+        return _read_parquet(path, column)
+    except (OSError, EOFError) as err:
+        raise ValueError(f"input file {str(path)!r} could not be read as {suffix} ({err})") from err
+
+
+def _write(path: Path, suffix: str, array: np.ndarray, name: str, table) -> None:
+    if suffix == ".npy":
+        with open(path, "wb") as fh:
+            np.save(fh, array)
+    elif suffix == ".npz":
+        with open(path, "wb") as fh:
+            np.savez(fh, **{name: array})
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        values = pa.array(list(array), type=pa.list_(pa.float32()))
+        if table is not None and len(table) == len(array):  # keep the input's other columns, aligned by row
+            table = table.drop_columns([name]) if name in table.column_names else table
+            table = table.append_column(name, values)
+        else:
+            table = pa.table({name: values})
+        pq.write_table(table, path)
+
+
+def write_embeddings(path, array: np.ndarray, name: str = "refined", table=None) -> Path:
+    """Write to a temporary file beside ``path``, then ``os.replace``: never a truncated output."""
+    path = Path(path)
+    suffix = _suffix(path, "output")
+    if path.parent and not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        _write(tmp, suffix, array, name, table)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+__all__ = ["read_embeddings", "write_embeddings", "FORMATS"]
