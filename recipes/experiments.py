@@ -1,0 +1,149 @@
+"""Issue 6 experiment runner: SimSkip variants x seeds against post-hoc controls, one probe, one protocol.
+
+    # 1. the backbone's embeddings of every SentEval sentence, once (~9 min on 2 CPU cores)
+    python benchmarks/cache_senteval_embeddings.py --output .cache/senteval_minilm.npz
+    # 2. the grid (resumes: finished runs are skipped)
+    python recipes/experiments.py run --grid recipes/configs/experiments/grid.yaml --cache .cache/senteval_minilm.npz
+    # 3. summary.json / summary.md / deltas.png and the README's results section, from the result files
+    python recipes/experiments.py report
+
+The training corpus ("default") is the unlabeled .txt files under <data_dir>/unlabeled plus the
+training splits of SST2, TREC and MRPC (never a dev or test split). "transductive" adds the sentences
+of CR, MPQA, MR and SUBJ (unlabeled), and is labelled as such in every table.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from hf_simskip.evaluation import evaluate, load_task
+from hf_simskip.experiments import (RunSpec, TrainSettings, make_control, run_record, stsb_dev_fn, timed,
+                                    train_on_embeddings, write_json_atomic)
+from hf_simskip.paths import resolve_data_dir
+
+logger = logging.getLogger("experiments")
+KFOLD_TASKS = ("CR", "MPQA", "MR", "SUBJ")
+
+
+def load_cache(path: Path) -> tuple[list[str], np.ndarray]:
+    if not path.is_file():
+        raise FileNotFoundError(f"embedding cache {path} does not exist: run benchmarks/cache_senteval_embeddings.py")
+    with np.load(path) as z:
+        return z["sentences"].tolist(), z["embeddings"].astype(np.float32)
+
+
+def corpus_sentences(data_dir: Path, transductive: bool) -> tuple[list[str], dict]:
+    """The training sentences and a record of where they came from."""
+    sources, sentences = {}, []
+    for txt in sorted((data_dir / "unlabeled").glob("*.txt")):
+        lines = [ln.strip() for ln in txt.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        sources[f"unlabeled/{txt.name}"] = len(lines)
+        sentences += lines
+    for name in ("SST2", "TREC", "MRPC") + (KFOLD_TASKS if transductive else ()):
+        task = load_task(name, data_dir)
+        split_names = ["train"] if "train" in task.splits else list(task.splits)
+        part = [s for split in split_names for s in task.splits[split].all_sentences()]
+        sources[f"{name}:{'+'.join(split_names)}"] = len(part)
+        sentences += part
+    unique = sorted(set(sentences))
+    digest = hashlib.sha256("\n".join(unique).encode()).hexdigest()[:16]
+    return unique, {"sources": sources, "unique": len(unique), "sha256_16": digest, "transductive": transductive}
+
+
+def corpus_embeddings(sentences: list[str], table: dict[str, int], emb: np.ndarray, cache_dir: Path) -> np.ndarray:
+    """Rows of the SentEval cache; sentences not in it (the unlabeled text) are encoded once and cached."""
+    missing = sorted({s for s in sentences if s not in table})
+    extra = {}
+    if missing:
+        key = hashlib.sha256("\n".join(missing).encode()).hexdigest()[:16]
+        path = cache_dir / f"corpus_extra_{key}.npz"
+        if not path.is_file():
+            from hf_simskip import SimSkipModel
+
+            logger.info("encoding %d corpus sentences not in the SentEval cache", len(missing))
+            backbone = SimSkipModel.from_encoder_pretrained()  # zero-init head: encode() is the backbone
+            vecs = backbone.encode(missing, batch_size=128, show_progress_bar=True)
+            tmp = path.with_name(path.name + ".tmp.npz")
+            np.savez(tmp, sentences=np.array(missing, dtype=str), embeddings=vecs.astype(np.float32))
+            os.replace(tmp, path)
+        with np.load(path) as z:
+            extra = dict(zip(z["sentences"].tolist(), z["embeddings"]))
+    return np.stack([emb[table[s]] if s in table else extra[s] for s in sentences]).astype(np.float32)
+
+
+def stsb_dev(data_dir: Path, table: dict[str, int], emb: np.ndarray):
+    dev = load_task("STSB", data_dir).splits["dev"]
+    a = emb[[table[s] for s in dev.pairs[0]]]
+    b = emb[[table[s] for s in dev.pairs[1]]]
+    return stsb_dev_fn(a, b, np.asarray(dev.labels, dtype=float))
+
+
+def run_grid(args) -> None:
+    grid = yaml.safe_load(Path(args.grid).read_text())
+    data_dir = resolve_data_dir(args.data_dir)
+    sentences, emb = load_cache(Path(args.cache))
+    table = {s: i for i, s in enumerate(sentences)}
+    specs = [RunSpec(**r) for r in grid["runs"]]
+    if sum(s.default for s in specs) > 1:
+        raise ValueError("at most one run in the grid may be marked default: true")
+    seeds, mode, out = grid.get("seeds", [0, 1, 2]), args.mode or grid.get("mode", "full"), Path(args.out)
+    corpora, dev_fn = {}, stsb_dev(data_dir, table, emb)
+    for spec in specs:
+        for seed in ([0] if spec.control else seeds):
+            path = out / "runs" / f"{spec.name}__seed{seed}.json"
+            if path.is_file() and not args.force:
+                logger.info("skip %s (done)", path.name)
+                continue
+            if spec.corpus not in corpora:
+                sents, record = corpus_sentences(data_dir, spec.corpus == "transductive")
+                corpora[spec.corpus] = (corpus_embeddings(sents, table, emb, Path(args.cache).parent), record)
+            x, record = corpora[spec.corpus]
+            (refined, extra), train_s = timed(refine_all, spec, seed, x, emb, dev_fn)
+            results, eval_s = timed(evaluate, lambda ss: refined[[table[s] for s in ss]], data_dir=data_dir,
+                                    mode=mode, show_progress_bar=False)
+            extra.update(corpus=record, train_seconds=round(train_s, 1), grid=str(args.grid))
+            write_json_atomic(run_record(spec, seed, results, extra, train_s + eval_s), path)
+            logger.info("%s seed %d: avg %.2f (%.0f s)", spec.name, seed, results["avg"], train_s + eval_s)
+
+
+def refine_all(spec: RunSpec, seed: int, x: np.ndarray, emb: np.ndarray, dev_fn):
+    if spec.control:
+        refiner = make_control(spec.control).fit(x)
+        return refiner.transform(emb), {"control": refiner.name}
+    model, log = train_on_embeddings(torch.from_numpy(x), spec.head, TrainSettings(**spec.train), seed, dev_fn)
+    return model.refine(emb), {"training": log, "stsb_dev_selected": dev_fn(model)}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run (or resume) a grid")
+    run.add_argument("--grid", default="recipes/configs/experiments/grid.yaml")
+    run.add_argument("--cache", default=".cache/senteval_minilm.npz")
+    run.add_argument("--data-dir", default=None)
+    run.add_argument("--out", default="results")
+    run.add_argument("--mode", choices=["fast", "full"], default=None, help="override the grid's mode")
+    run.add_argument("--force", action="store_true", help="redo finished runs")
+    rep = sub.add_parser("report", help="summary.json, summary.md, deltas.png and the README section")
+    rep.add_argument("--out", default="results")
+    rep.add_argument("--readme", default="README.md")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    if args.cmd == "run":
+        run_grid(args)
+    else:
+        from hf_simskip.experiments_report import write_report
+
+        write_report(Path(args.out), Path(args.readme))
+
+
+if __name__ == "__main__":
+    main()
