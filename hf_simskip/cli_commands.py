@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -49,7 +50,12 @@ def _simskip_folder(model: str) -> bool:
 
 def load_simskip(model: str, device: str = "cpu"):
     """A SimSkipModel from a folder or Hub id (eval mode)."""
+    from transformers.utils import logging as hf_logging
+
     from .modeling_simskip import SimSkipModel
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        hf_logging.disable_progress_bar()  # keep stderr for errors unless --verbose
 
     local = os.path.isdir(model)
     if not local and (model.startswith((".", "/", "~")) or model.count("/") != 1):

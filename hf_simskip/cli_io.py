@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,16 @@ def _as_matrix(array, where: str) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
+def _open(loader, path: Path):
+    """Run ``loader``; a file that is not what its suffix says becomes a ValueError naming it."""
+    try:
+        return loader()
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"input file {str(path)!r} could not be read as {path.suffix.lower()} ({err})") from err
+
+
 def _read_npz(path: Path, key: str | None) -> np.ndarray:
-    with np.load(path, allow_pickle=False) as data:
+    with _open(lambda: np.load(path, allow_pickle=False), path) as data:
         names = list(data.files)
         if key is None:
             if len(names) != 1:
@@ -45,7 +54,7 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
 def _read_parquet(path: Path, column: str | None):
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    table = _open(lambda: pq.read_table(path), path)
     names = table.column_names
     if column is None:
         if len(names) != 1:
@@ -65,14 +74,11 @@ def read_embeddings(path, key: str | None = None, column: str | None = None):
     suffix = _suffix(path, "input")
     if not path.is_file():
         raise FileNotFoundError(f"input file {str(path)!r} does not exist")
-    try:
-        if suffix == ".npy":
-            return _as_matrix(np.load(path, allow_pickle=False), str(path)), None
-        if suffix == ".npz":
-            return _read_npz(path, key), None
-        return _read_parquet(path, column)
-    except (OSError, EOFError) as err:
-        raise ValueError(f"input file {str(path)!r} could not be read as {suffix} ({err})") from err
+    if suffix == ".npy":
+        return _as_matrix(_open(lambda: np.load(path, allow_pickle=False), path), str(path)), None
+    if suffix == ".npz":
+        return _read_npz(path, key), None
+    return _read_parquet(path, column)
 
 
 def _write(path: Path, suffix: str, array: np.ndarray, name: str, table) -> None:
