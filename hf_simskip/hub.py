@@ -20,7 +20,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
-from .model_card import RECORD_FILES, write_card_for_folder, write_model_card
+from .model_card import ALTERNATIVE_FILES, RECORD_FILES, write_card_for_folder, write_model_card
 
 logger = logging.getLogger(__name__)
 CARD_SOURCES_ATTR = "_simskip_card_sources"  # folders a model was saved to / loaded from, newest first
@@ -47,7 +47,10 @@ def on_save_pretrained(model, folder) -> None:
     ``push_to_hub`` finds the records that training writes there afterwards."""
     folder = os.path.abspath(folder)
     sources = [s for s in card_sources(model) if os.path.abspath(s) != folder]
-    write_model_card(model, folder, sources=sources)
+    try:
+        write_model_card(model, folder, sources=sources)
+    except (ValueError, TypeError, OSError, ImportError) as err:  # the weights are saved: never lose them to a card
+        logger.warning("model saved to %s, but its card README.md was not written: %s", folder, err)
     setattr(model, CARD_SOURCES_ATTR, [folder] + [s for s in getattr(model, CARD_SOURCES_ATTR, []) if s != folder])
 
 
@@ -96,10 +99,11 @@ def push_model_to_hub(model, repo_id: str, *, commit_message: str | None = None,
     if not isinstance(repo_id, str) or not repo_id:
         raise ValueError(f"repo_id must be a non-empty 'namespace/name' string, got {repo_id!r}")
     sources = card_sources(model)
+    names = [n for key, name in RECORD_FILES.items() for n in (name, *ALTERNATIVE_FILES.get(key, ()))]
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp, max_shard_size=max_shard_size, model_card=False)
-        for source in sources:  # the records travel with the model
-            for filename in RECORD_FILES.values():
+        for source in sources + [str(Path(s).resolve().parent) for s in sources]:  # records travel with the model
+            for filename in names:
                 src, dst = Path(source) / filename, Path(tmp) / filename
                 if src.is_file() and not dst.exists():
                     shutil.copyfile(src, dst)

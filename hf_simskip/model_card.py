@@ -1,10 +1,11 @@
 """Model cards: README.md rendered from ``model_card_template.md`` with ``huggingface_hub.ModelCard``.
 
 Nothing in a card is typed by hand: the metadata and the tables come from the model's config and
-from JSON records, given as dicts or paths, or read from the model folder when they are there:
+from JSON records, given as dicts or paths, or read from the model folder (then its parent, a
+training run's output_dir) when they are there:
 
-    training_args.json           the training arguments (flat dict)
-    corpus.json                  what the head was trained on (flat dict; "datasets": Hub ids)
+    training_args.json           the training arguments (dict; or training_config.yaml, the recipe's)
+    corpus.json                  what the head was trained on (dict; "datasets": Hub ids)
     eval_results.json            hf_simskip.evaluation.evaluate() on the refined model
     baseline_eval_results.json   the same protocol on the backbone's raw embeddings
 
@@ -30,6 +31,7 @@ RECORD_FILES = {
     "results": "eval_results.json",
     "baseline_results": "baseline_eval_results.json",
 }
+ALTERNATIVE_FILES = {"training_args": ("training_config.yaml",)}  # what the training recipe writes
 METRICS = {  # results key -> (model-index metric type, pretty name)
     "acc": ("accuracy", "accuracy"),
     "f1": ("f1", "F1"),
@@ -52,25 +54,34 @@ def _load_record(value, name: str) -> dict | None:
     if not path.is_file():
         raise FileNotFoundError(f"{name}: no such JSON file {str(path)!r}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{name}: {str(path)!r} is not valid JSON ({err})") from err
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        else:
+            data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, ValueError) as err:
+        raise ValueError(f"{name}: {str(path)!r} is not valid JSON/YAML ({err})") from err
     if not isinstance(data, dict):
         raise ValueError(f"{name}: {str(path)!r} must hold a JSON object, got {type(data).__name__}")
     return data
 
 
 def collect_records(folders=(), **given) -> dict:
-    """The four records (see the module docstring): a given dict/path wins, else the first folder holding
-    the file. Unknown keyword names are an error."""
+    """The four records (see the module docstring): a given dict/path wins, else the first of ``folders``
+    holding the file, then their parents (a training run's output_dir holds the model in ``final/``;
+    training_config.yaml there stands for training_args.json). Unknown keyword names are an error."""
     unknown = set(given) - set(RECORD_FILES)
     if unknown:
         raise TypeError(f"unknown card records {sorted(unknown)}; expected some of {sorted(RECORD_FILES)}")
+    folders = [Path(f) for f in folders if f]
+    search = folders + [f.resolve().parent for f in folders]
     records = {}
     for key, filename in RECORD_FILES.items():
         value = given.get(key)
         if value is None:
-            found = [Path(f) / filename for f in folders if f and (Path(f) / filename).is_file()]
+            names = (filename, *ALTERNATIVE_FILES.get(key, ()))
+            found = [f / n for f in search for n in names if (f / n).is_file()]
             value = found[0] if found else None
         records[key] = _load_record(value, key)
     for key in ("results", "baseline_results"):

@@ -149,3 +149,24 @@ def test_push_errors_are_clear(fake_hub, tmp_path, capsys):
     assert cli_main(["push", str(tmp_path / "empty"), "--repo-id", "org/x", "--no-card"]) == 1
     assert "nothing to upload" in capsys.readouterr().err
     assert fake_hub.commits == []
+
+
+def test_push_after_the_training_recipe_layout(fake_hub, tiny_backbone, tmp_path, caplog):
+    """recipes/train_simcse_skip.py: out/final (model, eval_results.json), out/corpus.json,
+    out/training_config.yaml; then model.push_to_hub(hub_model_id, private=...)."""
+    model = tiny_simskip(tiny_backbone)
+    model.save_pretrained(tmp_path / "out" / "final")
+    (tmp_path / "out" / "training_config.yaml").write_text("learning_rate: 0.0003\nnum_train_epochs: 3\n")
+    (tmp_path / "out" / "corpus.json").write_text(json.dumps({"sentences": 1234, "source": "senteval"}))
+    (tmp_path / "out" / "final" / "eval_results.json").write_text(json.dumps(results_json()))
+    model.push_to_hub("org/run", private=False)
+    files = fake_hub.commits[0]["files"]
+    assert set(files) == MODEL_FILES | {"eval_results.json", "corpus.json", "training_config.yaml"}
+    card = ModelCard(files["README.md"].decode())
+    assert "| `num_train_epochs` | `3` |" in card.text and "| `sentences` | `1234` |" in card.text
+    assert card.data.eval_results is not None
+
+    (tmp_path / "out" / "final" / "eval_results.json").write_text("{broken")
+    model.save_pretrained(tmp_path / "out" / "final")  # a bad record never costs the weights
+    assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
+    assert "card README.md was not written" in caplog.text and "not valid JSON" in caplog.text
