@@ -187,12 +187,14 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
     head.train()
     head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings.float(), args, accelerator)
     state = {"global_step": 0, "batches_seen": 0, "best_metric": None, "best_step": None}
+    resume_rng = None
     if args.resume_from_checkpoint:
         path = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         if path is None:
             logger.warning("no checkpoint to resume from in %s: starting fresh", args.output_dir, main_process_only=True)
         else:
             state = load_checkpoint(accelerator, path, generator)
+            resume_rng = torch.get_rng_state()  # as saved (accelerate restored it): dropout draws from it
             logger.info("resumed from %s at step %d", path, state["global_step"], main_process_only=True)
     _log_header(accelerator, len(embeddings), args, total)
     losses, start, samples = [], time.perf_counter(), 0
@@ -201,7 +203,8 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
         epoch, skip = divmod(state["batches_seen"], len(loader))
         sampler.set_epoch(epoch)
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-        for (batch,) in epoch_loader:
+        for (batch,) in _batches(epoch_loader, resume_rng):
+            resume_rng = None
             with accelerator.accumulate(head):
                 loss = training_step(head, batch, args, generator)
                 accelerator.backward(loss)
@@ -221,6 +224,16 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
                 break
     bar.close()
     return _finish(head, dev_fn, state, args, accelerator, losses, samples, time.perf_counter() - start, total)
+
+
+def _batches(loader, rng_state):
+    it = iter(loader)
+    first = next(it, None)  # torch's DataLoader draws a base seed from the global RNG when it starts...
+    if rng_state is not None:
+        torch.set_rng_state(rng_state)  # ...so a resumed run resets it to what the uninterrupted run had
+    if first is not None:
+        yield first
+    yield from it
 
 
 def _after_step(head, dev_fn, state, args, accelerator, step, losses, scheduler, generator, total):
