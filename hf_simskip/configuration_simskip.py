@@ -38,6 +38,8 @@ class SimSkipConfig(PreTrainedConfig):
         use_skip (`bool`): `False` is the paper's SimSkip-minus ablation.
         zero_init (`bool`): the residual branch starts at zero, so the refiner starts as the identity.
         residual_scale (`float`): multiplies the residual branch, `f(x) = x + s * g(x)`.
+        standardize_input (`bool`): the encoder sees `z = (x - mean) / std` (the stored per-dimension
+            statistics) instead of `x`, and `refine`/`encode` return `f(z)`; zero-init then starts at `z`.
         output (`str`): `refined` returns `f(x)`; `concat` returns `[x, f(x)]` (2d wide).
         normalize_embeddings (`bool`): L2-normalise what `encode`/`refine` return.
         augmentation, mask_ratio, mask_fill, noise_variance: views for contrastive training. The
@@ -67,6 +69,7 @@ class SimSkipConfig(PreTrainedConfig):
     use_skip: bool = True
     zero_init: bool = True
     residual_scale: float = 1.0
+    standardize_input: bool = False
     output: str = "refined"
     normalize_embeddings: bool = False
     augmentation: str = "mask+noise"

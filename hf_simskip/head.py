@@ -72,9 +72,10 @@ class SimSkipHead(nn.Module):
 
     def __init__(self, dim: int, hidden_dims=None, projector_dim: int | None = None, dropout: float = 0.1,
                  batch_norm: bool = True, use_skip: bool = True, linear_position: str = "residual_branch",
-                 residual_scale: float = 1.0, zero_init: bool = True):
+                 residual_scale: float = 1.0, zero_init: bool = True, standardize_input: bool = False):
         super().__init__()
         self.dim = dim
+        self.standardize_input = standardize_input
         self.encoder = SkipEncoder(dim, hidden_dims, dropout, batch_norm, use_skip, linear_position, residual_scale)
         self.projector = Projector(dim, projector_dim or dim)
         self.register_buffer("feature_mean", torch.zeros(dim))
@@ -86,7 +87,7 @@ class SimSkipHead(nn.Module):
     def from_config(cls, config) -> "SimSkipHead":
         return cls(config.embedding_dim, list(config.hidden_dims), config.projector_dim, config.dropout,
                    config.batch_norm, config.use_skip, config.linear_position, config.residual_scale,
-                   config.zero_init)
+                   config.zero_init, getattr(config, "standardize_input", False))
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.shape[-1] != self.dim:
@@ -100,12 +101,23 @@ class SimSkipHead(nn.Module):
         self.feature_mean.copy_(x.mean(0))
         self.feature_std.copy_(x.std(0, unbiased=False).clamp_min(1e-8))
 
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's input: z = (x - mean) / std with the stored statistics, or x itself."""
+        if not self.standardize_input:
+            return x
+        return (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
+
+    def refine(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, f(z)): the encoder's input and output, both (batch, d); no projector."""
+        z = self.standardize(x)
+        return z, self.encoder(z)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(refined f(x), projections p(f(x))), both (batch, d)."""
+        """(refined f(z), projections p(f(z))), both (batch, d); z = x unless standardize_input."""
         if self.training and x.shape[0] < 2 and any(isinstance(m, nn.BatchNorm1d) for m in self.modules()):
             raise ValueError(f"BatchNorm needs a batch of at least 2 rows in training mode, got {x.shape[0]}; "
                              "call .eval() for inference or use drop_last=True when training")
-        refined = self.encoder(x)
+        _, refined = self.refine(x)
         return refined, self.projector(refined)
 
     def contrastive_loss(self, x: torch.Tensor, augmentation: str, mask_ratio: float, noise_variance: float,

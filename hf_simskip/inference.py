@@ -53,7 +53,8 @@ def encode_sentences(model, sentences, batch_size=32, normalize_embeddings=None,
                 feats = model.tokenizer(batch, padding=True, truncation=True, max_length=model.config.max_length,
                                         return_tensors="pt").to(device)
                 x = model.embed(feats["input_ids"], feats["attention_mask"], feats.get("token_type_ids"))
-                chunks.append(model.postprocess(model.head.encoder(x), x, normalize_embeddings))
+                z, refined = model.head.refine(x)
+                chunks.append(model.postprocess(refined, z, normalize_embeddings))
     finally:
         model.train(was_training)
     out = _finish(chunks, order, model.config.output_dim, convert_to_numpy)
@@ -86,7 +87,8 @@ def refine_array(model, embeddings, batch_size=4096, normalize_embeddings=None):
         with torch.inference_mode():
             for start in range(0, x.shape[0], batch_size):
                 xb = x[start:start + batch_size].to(model.device, torch.float32)
-                chunks.append(model.postprocess(model.head.encoder(xb), xb, normalize_embeddings))
+                z, refined = model.head.refine(xb)
+                chunks.append(model.postprocess(refined, z, normalize_embeddings))
     finally:
         model.train(was_training)
     out = torch.cat(chunks) if chunks else torch.zeros(0, model.config.output_dim)

@@ -107,7 +107,8 @@ class SimSkipModel(PreTrainedModel):
         return F.normalize(x, dim=-1) if self.config.encoder_normalize else x
 
     def postprocess(self, refined: torch.Tensor, x: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
-        """Output mode (`refined` or `concat`) and optional L2 normalisation."""
+        """Output mode (`refined` f(z), or `concat` [z, f(z)]; z is the encoder's input) and optional L2
+        normalisation."""
         out = torch.cat([x, refined], dim=-1) if self.config.output == "concat" else refined
         normalize = self.config.normalize_embeddings if normalize is None else normalize
         return F.normalize(out, dim=-1) if normalize else out
@@ -120,12 +121,13 @@ class SimSkipModel(PreTrainedModel):
         x = self.embed(input_ids, attention_mask, token_type_ids) if encoder_embeddings is None else encoder_embeddings
         self.head.check_input(x)
         refined, projections = self.head(x)
+        z = self.head.standardize(x)
         loss = None
         if return_loss:
             c = self.config
             loss = self.head.contrastive_loss(x, c.augmentation, c.mask_ratio, c.noise_variance, c.temperature,
                                               generator, c.mask_fill)
-        out = SimSkipOutput(loss, self.postprocess(refined, x), x, projections)
+        out = SimSkipOutput(loss, self.postprocess(refined, z), x, projections)
         return out if return_dict is not False else out.to_tuple()
 
     # --- user API ----------------------------------------------------------------------------

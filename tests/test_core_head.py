@@ -126,3 +126,16 @@ def test_config_rejects_bad_values(kwargs, match):
 def test_config_defaults_follow_the_paper():
     c = SimSkipConfig(embedding_dim=768)
     assert c.hidden_dims == [384, 768] and c.projector_dim == 768 and c.mask_ratio == 0.2 and c.noise_variance == 0.13
+
+
+def test_standardize_input_zero_init_is_the_standardisation(tmp_path):
+    from hf_simskip import SimSkipModel
+
+    x = torch.randn(50, 16) * 0.05 + 0.2
+    model = SimSkipModel(SimSkipConfig(embedding_dim=16, standardize_input=True, output="concat")).eval()
+    model.fit_statistics(x)
+    z = (x - x.mean(0)) / x.std(0, unbiased=False)
+    out = model.refine(x)
+    torch.testing.assert_close(out, torch.cat([z, z], dim=1), atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path)
+    torch.testing.assert_close(SimSkipModel.from_pretrained(tmp_path).refine(x), out)
