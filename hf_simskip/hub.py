@@ -54,6 +54,13 @@ def on_save_pretrained(model, folder) -> None:
     setattr(model, CARD_SOURCES_ATTR, [folder] + [s for s in getattr(model, CARD_SOURCES_ATTR, []) if s != folder])
 
 
+def collect_paths(sources, filename: str) -> Path | None:
+    """The first ``sources`` folder holding ``filename``; run-level records also one level up."""
+    run_level = filename not in (RECORD_FILES["results"], RECORD_FILES["baseline_results"])
+    search = [Path(s) for s in sources] + ([Path(s).resolve().parent for s in sources] if run_level else [])
+    return next((f / filename for f in search if (f / filename).is_file()), None)
+
+
 def folder_operations(folder) -> list[CommitOperationAdd]:
     """One CommitOperationAdd per file under ``folder`` (POSIX paths in the repo), sorted."""
     folder = Path(folder)
@@ -102,12 +109,11 @@ def push_model_to_hub(model, repo_id: str, *, commit_message: str | None = None,
     names = [n for key, name in RECORD_FILES.items() for n in (name, *ALTERNATIVE_FILES.get(key, ()))]
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp, max_shard_size=max_shard_size, model_card=False)
-        for source in sources + [str(Path(s).resolve().parent) for s in sources]:  # records travel with the model
-            for filename in names:
-                src, dst = Path(source) / filename, Path(tmp) / filename
-                if src.is_file() and not dst.exists():
-                    shutil.copyfile(src, dst)
-        readme = write_model_card(model, tmp, repo_id=repo_id, **records)
+        for filename in names:  # the records travel with the model, found as the card would find them
+            found = collect_paths(sources, filename)
+            if found is not None:
+                shutil.copyfile(found, Path(tmp) / filename)
+        readme = write_model_card(model, tmp, repo_id=repo_id, search_parents=False, **records)
         _add_tags(readme, list(getattr(model, "model_tags", None) or []) + list(tags or []))
         return _commit_folder(tmp, repo_id, private=private, token=token, revision=revision, create_pr=create_pr,
                               commit_message=commit_message, commit_description=commit_description)

@@ -32,6 +32,7 @@ RECORD_FILES = {
     "baseline_results": "baseline_eval_results.json",
 }
 ALTERNATIVE_FILES = {"training_args": ("training_config.yaml",)}  # what the training recipe writes
+RUN_RECORDS = ("training_args", "corpus")  # may sit one level up, in the training run's output_dir
 METRICS = {  # results key -> (model-index metric type, pretty name)
     "acc": ("accuracy", "accuracy"),
     "f1": ("f1", "F1"),
@@ -67,19 +68,21 @@ def _load_record(value, name: str) -> dict | None:
     return data
 
 
-def collect_records(folders=(), **given) -> dict:
+def collect_records(folders=(), search_parents: bool = True, **given) -> dict:
     """The four records (see the module docstring): a given dict/path wins, else the first of ``folders``
-    holding the file, then their parents (a training run's output_dir holds the model in ``final/``;
-    training_config.yaml there stands for training_args.json). Unknown keyword names are an error."""
+    holding the file; training_args and corpus also from the folders' parents (a training run's
+    output_dir holds the model in ``final/``; training_config.yaml there stands for training_args.json).
+    Evaluation results are only read from the folders themselves. Unknown keyword names are an error."""
     unknown = set(given) - set(RECORD_FILES)
     if unknown:
         raise TypeError(f"unknown card records {sorted(unknown)}; expected some of {sorted(RECORD_FILES)}")
     folders = [Path(f) for f in folders if f]
-    search = folders + [f.resolve().parent for f in folders]
+    parents = [f.resolve().parent for f in folders] if search_parents else []
     records = {}
     for key, filename in RECORD_FILES.items():
         value = given.get(key)
         if value is None:
+            search = folders + (parents if key in RUN_RECORDS else [])
             names = (filename, *ALTERNATIVE_FILES.get(key, ()))
             found = [f / n for f in search for n in names if (f / n).is_file()]
             value = found[0] if found else None
@@ -196,16 +199,17 @@ def render_card(config, records: dict, repo_id: str | None = None, license: str 
     )
 
 
-def write_model_card(model_or_config, folder, repo_id: str | None = None, sources=(), **records) -> Path:
+def write_model_card(model_or_config, folder, repo_id: str | None = None, sources=(), search_parents: bool = True,
+                     **records) -> Path:
     """Render the card into ``folder/README.md`` (atomically). Records not given are read from ``folder``
-    and then from ``sources`` (other folders, e.g. where the model was saved before)."""
+    and then from ``sources`` (other folders, e.g. where the model was saved before), see collect_records."""
     config = getattr(model_or_config, "config", model_or_config)
     if getattr(config, "model_type", None) != "simskip":
         raise TypeError(f"expected a SimSkipModel or SimSkipConfig, got {type(model_or_config).__name__}")
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {str(folder)!r} does not exist")
-    card = render_card(config, collect_records([folder, *sources], **records), repo_id)
+    card = render_card(config, collect_records([folder, *sources], search_parents, **records), repo_id)
     tmp = folder / "README.md.tmp"
     tmp.write_text(str(card), encoding="utf-8")
     os.replace(tmp, folder / "README.md")

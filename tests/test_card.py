@@ -124,3 +124,12 @@ def test_save_pretrained_can_skip_the_card(saved, tmp_path):
     model, _ = saved
     model.save_pretrained(tmp_path / "nocard", model_card=False)
     assert not (tmp_path / "nocard" / "README.md").exists()
+
+
+def test_run_records_come_from_the_parent_but_results_never_do(tiny_backbone, tmp_path):
+    model = tiny_simskip(tiny_backbone)
+    (tmp_path / "corpus.json").write_text(json.dumps({"sentences": 4321}))
+    (tmp_path / "eval_results.json").write_text(json.dumps(results_json()))  # another model's, one level up
+    model.save_pretrained(tmp_path / "final")
+    text = (tmp_path / "final" / "README.md").read_text()
+    assert "| `sentences` | `4321` |" in text and "No evaluation results" in text
