@@ -55,6 +55,7 @@ class DataArguments:
     cache_dir: str = field(default=DEFAULT_CACHE_DIR, metadata={"help": "where embedding caches live"})
     encode_batch_size: int = 64
     dev_signal: str = field(default="stsb", metadata={"help": "stsb (STS-B dev Spearman) | none"})
+    max_dev_pairs: int | None = field(default=None, metadata={"help": "use only the first N STS-B dev pairs (tests)"})
 
 
 @dataclass

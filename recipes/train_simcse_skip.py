@@ -47,7 +47,7 @@ def build_model(margs: ModelArguments) -> SimSkipModel:
 
 def make_dev_fn(model, dargs, accelerator):
     """STS-B dev Spearman (x100) of the cosine of refined embeddings; raw dev embeddings cached once."""
-    a, b, gold = load_stsb_dev(dargs.data_dir)
+    a, b, gold = (col[: dargs.max_dev_pairs] for col in load_stsb_dev(dargs.data_dir))
     xa, _ = build_embedding_cache(model, a, dargs.cache_dir, accelerator, dargs.encode_batch_size, name="stsb-dev-a")
     xb, _ = build_embedding_cache(model, b, dargs.cache_dir, accelerator, dargs.encode_batch_size, name="stsb-dev-b")
 

@@ -1,0 +1,118 @@
+"""recipes/train_simcse_skip.py: arguments (YAML < CLI, validation) and a real `accelerate launch` smoke run."""
+import dataclasses
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers_tiny import REPO, SCRIPT, write_corpus
+
+RECIPES = REPO / "recipes"
+
+
+@pytest.fixture()
+def recipe(monkeypatch):
+    monkeypatch.syspath_prepend(str(RECIPES))  # the script imports its sibling recipe_args, as under `python script`
+    spec = importlib.util.spec_from_file_location("train_simcse_skip", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_default_yaml_mirrors_the_dataclass_defaults(recipe):
+    import recipe_args
+
+    values = yaml.safe_load((RECIPES / "configs" / "default.yaml").read_text())
+    defaults = {f.name: f.default for cls in recipe_args.DATACLASSES for f in dataclasses.fields(cls)}
+    mismatched = {k: (v, defaults[k]) for k, v in values.items() if defaults[k] != v}
+    assert not mismatched, f"default.yaml disagrees with the dataclass defaults: {mismatched}"
+    m, d, t, r = recipe_args.parse_args([])
+    assert (t.augmentation, t.mask_ratio, t.noise_variance, t.temperature, t.learning_rate) == \
+        ("mask+noise", 0.2, 0.13, 0.1, 1e-3)
+    assert (t.per_device_train_batch_size, t.num_train_epochs, t.weight_decay, t.warmup_ratio) == (256, 3.0, 0.0, 0.05)
+    assert (m.dropout, m.zero_init, m.model_name_or_path) == (0.1, True, None)
+
+
+def test_every_config_parses_and_cli_overrides_yaml(recipe):
+    import recipe_args
+
+    for cfg in sorted((RECIPES / "configs").glob("*.yaml")):
+        recipe_args.parse_args(["--config", str(cfg)])
+    m, d, t, r = recipe_args.parse_args(["--config", str(RECIPES / "configs/noise.yaml"), "--noise_variance", "0.5"])
+    assert t.augmentation == "noise" and t.noise_variance == 0.5
+    m, d, t, r = recipe_args.parse_args(["--config", str(RECIPES / "configs/simcse_bert_base.yaml")])
+    assert (m.pooling, m.embedding_dim, r.lr_grid) == ("cls_before_pooler", 768, [1e-3, 3e-4, 3e-5, 1e-5])
+    for name in ("cpu_2proc", "single_gpu_bf16", "multi_gpu"):  # launch configs hold no hyper-parameters
+        launch = yaml.safe_load((RECIPES / "accelerate" / f"{name}.yaml").read_text())
+        assert "distributed_type" in launch and "learning_rate" not in launch
+
+
+def test_bad_arguments_fail_before_any_work(recipe, tmp_path, monkeypatch):
+    import recipe_args
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: 0.1\nlerning_rate: 0.2\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['lerning_rate'\]"):
+        recipe_args.parse_args(["--config", str(bad)])
+    with pytest.raises(ValueError, match=r"not used by the HfArgumentParser: \['--lerning_rate'"):
+        recipe_args.parse_args(["--lerning_rate", "0.2"])
+    with pytest.raises(FileNotFoundError, match="given as an argument"):
+        recipe_args.parse_args(["--data_dir", str(tmp_path / "missing")])
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+        recipe_args.parse_args(["--mixed_precision", "fp8"])
+    with pytest.raises(ValueError, match="push_to_hub needs hub_model_id"):
+        recipe_args.parse_args(["--push_to_hub", "true"])
+    with pytest.raises(ValueError, match="expected an existing YAML"):
+        recipe_args.parse_args(["--config", str(tmp_path / "nope.yaml")])
+
+
+def _tiny_args(backbone, corpus, tmp_path, *extra):
+    return ["--model_name_or_path", backbone, "--pooling", "mean", "--train_file", str(corpus),
+            "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
+            "--per_device_train_batch_size", "16", "--report_to", "none", *extra]
+
+
+def test_bad_corpus_and_dimension_errors(recipe, tiny_backbone, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(ValueError, match="corpus is empty"):
+        recipe.main(_tiny_args(tiny_backbone, empty, tmp_path, "--dev_signal", "none"))
+    small = write_corpus(tmp_path / "small.txt", 10)
+    with pytest.raises(ValueError, match="10 unique sentences, fewer than one batch of 16"):
+        recipe.main(_tiny_args(tiny_backbone, small, tmp_path, "--dev_signal", "none"))
+    assert not (tmp_path / "cache").exists()  # nothing was encoded
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    with pytest.raises(ValueError, match="embedding_dim=384 does not fit the backbone, whose hidden_size is 32"):
+        recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--embedding_dim", "384"))
+
+
+def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.txt", 64)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
+           *_tiny_args(tiny_backbone, corpus, tmp_path, "--num_train_epochs", "2", "--eval_steps", "2",
+                       "--checkpointing_steps", "3", "--report_to", "tensorboard",
+                       "--max_dev_pairs", "200")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "***** Running training *****" in proc.stderr and "Total optimization steps = 8" in proc.stderr
+    out = tmp_path / "out"
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["global_step"] == 8 and metrics["best_dev_score"] is not None  # STS-B dev Spearman
+    corpus_record = json.loads((out / "corpus.json").read_text())
+    assert corpus_record["unique"] == 64 and len(corpus_record["fingerprint_sha256"]) == 64
+    assert yaml.safe_load((out / "training_config.yaml").read_text())["pooling"] == "mean"
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_6"
+    assert list((out / "simskip").glob("events.out.tfevents.*")) or list(out.rglob("events.out.tfevents.*"))
+    import hf_simskip  # noqa: F401  (registers simskip with AutoModel)
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(out / "final")
+    emb = model.encode(["the movie was good", "what is a film"])
+    assert emb.shape == (2, 32) and model.head.feature_std.abs().sum() > 0
