@@ -39,9 +39,9 @@ METRICS = {  # results key -> (model-index metric type, pretty name)
     "spearman": ("spearmanr", "Spearman x100"),
     "pearson": ("pearsonr", "Pearson x100"),
 }
-HEAD_FIELDS = ("embedding_dim", "hidden_dims", "linear_position", "use_skip", "residual_scale", "dropout",
-               "batch_norm", "zero_init", "output", "normalize_embeddings", "projector_dim", "augmentation",
-               "mask_ratio", "mask_fill", "noise_variance", "temperature")
+HEAD_FIELDS = ("embedding_dim", "hidden_dims", "standardize_input", "linear_position", "use_skip", "residual_scale",
+               "dropout", "batch_norm", "zero_init", "output", "normalize_embeddings", "projector_dim",
+               "augmentation", "mask_ratio", "mask_fill", "noise_variance", "temperature")
 PROTOCOL_KEYS = ("mode", "kfold", "seed", "standardize")
 
 
@@ -192,7 +192,7 @@ def render_card(config, records: dict, repo_id: str | None = None, license: str 
         encoder_name_or_path=config.encoder_name_or_path, encoder_revision=config.encoder_revision,
         pooling=config.pooling, encoder_normalize=config.encoder_normalize, max_length=config.max_length,
         freeze_encoder=config.freeze_encoder, embedding_dim=config.embedding_dim, output_dim=config.output_dim,
-        head_config=[(k, json.dumps(getattr(config, k))) for k in HEAD_FIELDS],
+        head_config=[(k, json.dumps(getattr(config, k))) for k in HEAD_FIELDS if hasattr(config, k)],
         training_args=_flat(records.get("training_args")), corpus=_flat(records.get("corpus")),
         eval_rows=rows, protocol=protocol, has_baseline=baseline is not None,
         baseline_protocol_differs=_protocol_difference(results or {}, baseline), hf_simskip_version=__version__,

@@ -30,8 +30,10 @@ def simskip_module(model):
 
     c = model.config
     module = SimSkipModule(c.embedding_dim, list(c.hidden_dims), c.dropout, c.batch_norm, c.use_skip,
-                           c.linear_position, c.residual_scale, c.output)
+                           c.linear_position, c.residual_scale, c.output, getattr(c, "standardize_input", False))
     module.encoder.load_state_dict(model.head.encoder.state_dict())
+    module.feature_mean.copy_(model.head.feature_mean.detach())
+    module.feature_std.copy_(model.head.feature_std.detach())
     return module.eval()
 
 

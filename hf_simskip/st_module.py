@@ -16,14 +16,15 @@ from .head import SkipEncoder
 
 class SimSkipModule(Module):
     """Reads ``features["sentence_embedding"]`` (batch, d), writes the refined embedding back:
-    ``f(x)`` or ``[x, f(x)]`` (output="concat"). Only the refiner (no projector) is kept."""
+    ``f(z)`` or ``[z, f(z)]`` (output="concat"), with ``z = x`` or, with ``standardize_input``,
+    ``(x - mean) / std`` from the stored training statistics. Only the refiner (no projector) is kept."""
 
     config_keys = ["embedding_dim", "hidden_dims", "dropout", "batch_norm", "use_skip", "linear_position",
-                   "residual_scale", "output"]
+                   "residual_scale", "output", "standardize_input"]
 
     def __init__(self, embedding_dim: int, hidden_dims=None, dropout: float = 0.1, batch_norm: bool = True,
                  use_skip: bool = True, linear_position: str = "residual_branch", residual_scale: float = 1.0,
-                 output: str = "refined"):
+                 output: str = "refined", standardize_input: bool = False):
         super().__init__()
         if output not in ("refined", "concat"):
             raise ValueError(f"output must be 'refined' or 'concat', got {output!r}")
@@ -31,14 +32,19 @@ class SimSkipModule(Module):
         self.hidden_dims = list(hidden_dims or [max(self.embedding_dim // 2, 1), self.embedding_dim])
         self.dropout, self.batch_norm, self.use_skip = dropout, batch_norm, use_skip
         self.linear_position, self.residual_scale, self.output = linear_position, residual_scale, output
+        self.standardize_input = bool(standardize_input)
         self.encoder = SkipEncoder(self.embedding_dim, self.hidden_dims, dropout, batch_norm, use_skip,
                                    linear_position, residual_scale)
+        self.register_buffer("feature_mean", torch.zeros(self.embedding_dim))
+        self.register_buffer("feature_std", torch.ones(self.embedding_dim))
 
     def forward(self, features: dict, **kwargs) -> dict:
         x = features["sentence_embedding"]  # (batch, d)
         if x.shape[-1] != self.embedding_dim:
             raise ValueError(f"SimSkipModule expects sentence embeddings of width {self.embedding_dim}, "
                              f"got {tuple(x.shape)}")
+        if self.standardize_input:
+            x = (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
         refined = self.encoder(x)  # (batch, d)
         features["sentence_embedding"] = torch.cat([x, refined], dim=-1) if self.output == "concat" else refined
         return features
@@ -48,7 +54,7 @@ class SimSkipModule(Module):
 
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
         self.save_config(output_path)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.encoder.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, f"{output_path}/model.safetensors")
 
     @classmethod
@@ -61,7 +67,7 @@ class SimSkipModule(Module):
         weights = cls.load_file_path(model_name_or_path, filename="model.safetensors", **hub)
         if weights is None:
             raise FileNotFoundError(f"no model.safetensors for SimSkipModule in {model_name_or_path}/{subfolder}")
-        module.encoder.load_state_dict(load_file(weights))
+        module.load_state_dict(load_file(weights))
         return module
 
 

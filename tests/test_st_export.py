@@ -18,6 +18,7 @@ from tiny import SENTENCES, head_only, tiny_simskip
     ({}, ["Transformer", "Pooling", "SimSkipModule"]),
     ({"encoder_normalize": True, "normalize_embeddings": True, "output": "concat"},
      ["Transformer", "Pooling", "Normalize", "SimSkipModule", "Normalize"]),
+    ({"standardize_input": True, "output": "concat"}, ["Transformer", "Pooling", "SimSkipModule"]),
 ])
 def test_sentence_transformers_parity(tiny_backbone, tmp_path, kwargs, types):
     model = tiny_simskip(tiny_backbone, **kwargs)
