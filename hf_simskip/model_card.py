@@ -159,7 +159,10 @@ def card_data(config, records: dict, model_name: str, license: str = "apache-2.0
     base = hub_id_or_none(config.encoder_name_or_path) if config.encoder_config is not None else None
     corpus = records.get("corpus") or {}
     datasets = corpus.get("datasets") or corpus.get("dataset")
-    datasets = [d for d in ([datasets] if isinstance(datasets, str) else list(datasets or [])) if hub_id_or_none(d)]
+    datasets = [datasets] if isinstance(datasets, str) else list(datasets or [])
+    # hf_simskip.data.load_corpus records a Hub corpus as sources["dataset:NAME[split].column"]
+    datasets += [k[len("dataset:"):].split("[", 1)[0] for k in corpus.get("sources") or {} if k.startswith("dataset:")]
+    datasets = list(dict.fromkeys(d for d in datasets if hub_id_or_none(d)))
     results = records.get("results")
     extra = {}
     if base:

@@ -128,8 +128,10 @@ def test_save_pretrained_can_skip_the_card(saved, tmp_path):
 
 def test_run_records_come_from_the_parent_but_results_never_do(tiny_backbone, tmp_path):
     model = tiny_simskip(tiny_backbone)
-    (tmp_path / "corpus.json").write_text(json.dumps({"sentences": 4321}))
+    (tmp_path / "corpus.json").write_text(json.dumps({"sentences": 4321, "sources": {
+        "dataset:sentence-transformers/wikipedia-en-sentences[train].sentence": 4321, "unlabeled/a.txt": 7}}))
     (tmp_path / "eval_results.json").write_text(json.dumps(results_json()))  # another model's, one level up
     model.save_pretrained(tmp_path / "final")
     text = (tmp_path / "final" / "README.md").read_text()
     assert "| `sentences` | `4321` |" in text and "No evaluation results" in text
+    assert ModelCard.load(tmp_path / "final" / "README.md").data.datasets == ["sentence-transformers/wikipedia-en-sentences"]
