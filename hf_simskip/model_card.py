@@ -151,7 +151,9 @@ def _protocol_difference(results: dict, baseline: dict | None) -> str:
 
 
 def _flat(record: dict | None) -> list[tuple[str, str]]:
-    return [(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v)) for k, v in (record or {}).items()]
+    """(key, value) table cells; '|' escaped so a value never breaks the markdown table."""
+    cell = lambda v: (json.dumps(v) if isinstance(v, (dict, list)) else str(v)).replace("|", "\\|")  # noqa: E731
+    return [(str(k), cell(v)) for k, v in (record or {}).items()]
 
 
 def card_data(config, records: dict, model_name: str, license: str = "apache-2.0") -> ModelCardData:
