@@ -201,7 +201,7 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
     bar = tqdm(total=total, initial=state["global_step"], disable=not accelerator.is_local_main_process)
     while state["global_step"] < total:
         epoch, skip = divmod(state["batches_seen"], len(loader))
-        sampler.set_epoch(epoch)
+        loader.set_epoch(epoch)  # sets the sampler's epoch; a skipping loader copies it
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
         for (batch,) in _batches(epoch_loader, resume_rng):
             resume_rng = None

@@ -29,8 +29,7 @@ def head():
 
 
 def args(out, **kw):
-    base = dict(output_dir=str(out), per_device_train_batch_size=32, max_steps=8, learning_rate=1e-2, warmup_ratio=0.1,
-                logging_steps=2, eval_steps=0, report_to=None) if False else dict(
+    base = dict(
         output_dir=str(out), per_device_train_batch_size=32, max_steps=8, learning_rate=1e-2, warmup_ratio=0.1,
         logging_steps=2, eval_steps=0)
     base.update(kw)
@@ -101,27 +100,29 @@ KILLED_RUN = textwrap.dedent("""
     from test_training import head, data, args
     from accelerate import Accelerator
     from hf_simskip.training import train_head
-    train_head(head(), data(), args({out!r}, checkpointing_steps=2, kill_after_step=5, save_total_limit=2),
+    train_head(head(), data(), args({out!r}, per_device_train_batch_size=64, checkpointing_steps=2,
+                                    kill_after_step=7, save_total_limit=2),
                Accelerator(cpu=True))
 """)
 
 
 def test_exact_resume_after_sigkill_and_crash_during_save(tmp_path):
     ref = head()
-    train_head(ref, data(), args(tmp_path / "ref", checkpointing_steps=2), Accelerator(cpu=True))
+    # 4 batches per epoch: the kill after step 7 resumes from step 6, mid-way through the second epoch
+    train_head(ref, data(), args(tmp_path / "ref", per_device_train_batch_size=64), Accelerator(cpu=True))
     out = tmp_path / "killed"
     code = KILLED_RUN.format(tests=str(Path(__file__).parent), out=str(out))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert [p.name for p in list_checkpoints(out)] == ["step_2", "step_4"]  # save_total_limit=2
-    # a crash during the save of step 6: a half-written tmp folder, and a renamed folder without its state
-    shutil.copytree(out / "checkpoints/step_4", out / "checkpoints/step_6.tmp")
+    assert [p.name for p in list_checkpoints(out)] == ["step_4", "step_6"]  # save_total_limit=2
+    # a crash during the save of step 8: a half-written tmp folder, and a renamed folder without its state
+    shutil.copytree(out / "checkpoints/step_6", out / "checkpoints/step_8.tmp")
     (out / "checkpoints/step_8").mkdir()
     (out / "checkpoints/step_8/model.safetensors").write_bytes(b"partial")
-    assert resolve_checkpoint("latest", out).name == "step_4"
+    assert resolve_checkpoint("latest", out).name == "step_6"
     AcceleratorState._reset_state(reset_partial_state=True)
     resumed = head()
-    m = train_head(resumed, data(), args(out, checkpointing_steps=2, resume_from_checkpoint="latest"),
+    m = train_head(resumed, data(), args(out, per_device_train_batch_size=64, resume_from_checkpoint="latest"),
                    Accelerator(cpu=True))
     assert m["global_step"] == 8
     for k, v in ref.state_dict().items():

@@ -1,0 +1,48 @@
+"""The recipe end to end: SIGKILL after step k, resume from `latest`, same final weights as an
+uninterrupted run; and stage 0 (SimCSE) feeds the cache key. Slow: several full script runs."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers_tiny import SCRIPT, write_corpus
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+
+def run(backbone, corpus, tmp_path, out, *extra):
+    cmd = [sys.executable, str(SCRIPT), "--model_name_or_path", backbone, "--pooling", "mean",
+           "--train_file", str(corpus), "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(out),
+           "--per_device_train_batch_size", "16", "--num_train_epochs", "3", "--dev_signal", "none",
+           "--report_to", "none", "--checkpointing_steps", "2", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_recipe_resume_after_sigkill_matches_uninterrupted(tiny_backbone, tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt", 80)  # 5 batches/epoch, 15 steps: the kill lands mid-epoch 2
+    ref = run(tiny_backbone, corpus, tmp_path, tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    killed = run(tiny_backbone, corpus, tmp_path, tmp_path / "run", "--kill_after_step", "9")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert "reusing the embedding cache" in killed.stderr  # stage 1 ran once for both
+    resumed = run(tiny_backbone, corpus, tmp_path, tmp_path / "run", "--resume_from_checkpoint", "latest")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr and "step_8" in resumed.stderr
+    a = load_file(tmp_path / "ref" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-7, msg=k)
+
+
+def test_stage0_simcse_changes_the_cache_key(tiny_backbone, tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt", 32)
+    proc = run(tiny_backbone, corpus, tmp_path, tmp_path / "s0", "--simcse_steps", "3", "--simcse_batch_size", "8",
+               "--checkpointing_steps", "0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    record = json.loads((tmp_path / "s0" / "corpus.json").read_text())
+    assert record["stage0_simcse"]["simcse_steps"] == 3 and not record["embedding_cache"]["reused"]
+    assert "SimCSE step 3/3" in proc.stderr
