@@ -186,16 +186,7 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + accelerator.process_index)
     head.train()
     head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings.float(), args, accelerator)
-    state = {"global_step": 0, "batches_seen": 0, "best_metric": None, "best_step": None}
-    resume_rng = None
-    if args.resume_from_checkpoint:
-        path = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-        if path is None:
-            logger.warning("no checkpoint to resume from in %s: starting fresh", args.output_dir, main_process_only=True)
-        else:
-            state = load_checkpoint(accelerator, path, generator)
-            resume_rng = torch.get_rng_state()  # as saved (accelerate restored it): dropout draws from it
-            logger.info("resumed from %s at step %d", path, state["global_step"], main_process_only=True)
+    state, resume_rng = _maybe_resume(args, accelerator, generator)
     _log_header(accelerator, len(embeddings), args, total)
     losses, start, samples = [], time.perf_counter(), 0
     bar = tqdm(total=total, initial=state["global_step"], disable=not accelerator.is_local_main_process)
@@ -224,6 +215,20 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
                 break
     bar.close()
     return _finish(head, dev_fn, state, args, accelerator, losses, samples, time.perf_counter() - start, total)
+
+
+def _maybe_resume(args, accelerator, generator):
+    """(trainer state, torch RNG state to restore once the first batch is drawn or None)."""
+    state = {"global_step": 0, "batches_seen": 0, "best_metric": None, "best_step": None}
+    if not args.resume_from_checkpoint:
+        return state, None
+    path = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if path is None:
+        logger.warning("no checkpoint to resume from in %s: starting fresh", args.output_dir, main_process_only=True)
+        return state, None
+    state = load_checkpoint(accelerator, path, generator)
+    logger.info("resumed from %s at step %d", path, state["global_step"], main_process_only=True)
+    return state, torch.get_rng_state()  # as saved (accelerate restored it): dropout draws from it
 
 
 def _batches(loader, rng_state):

@@ -35,9 +35,12 @@ from hf_simskip.training_simcse import simcse_finetune, simcse_settings_key
 logger = get_logger(__name__)
 
 
-def build_model(margs: ModelArguments) -> SimSkipModel:
+def build_model(margs: ModelArguments, targs: HeadTrainingArguments) -> SimSkipModel:
     head_kwargs = {k: v for k, v in dataclasses.asdict(margs).items()
                    if k not in ("model_name_or_path", "revision", "pooling", "max_length") and v is not None}
+    # the views the head is trained with go into its config.json too (the model card reads them)
+    head_kwargs.update({k: getattr(targs, k) for k in ("augmentation", "mask_ratio", "mask_fill", "noise_variance",
+                                                       "temperature")})
     model = SimSkipModel.from_encoder_pretrained(margs.model_name_or_path, revision=margs.revision,
                                                  pooling=margs.pooling, max_length=margs.max_length, **head_kwargs)
     model.requires_grad_(False)
@@ -60,31 +63,55 @@ def make_dev_fn(model, dargs, accelerator):
     return dev_fn
 
 
-def main(argv=None):
-    margs, dargs, targs, rargs = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    accelerator = Accelerator(mixed_precision=rargs.mixed_precision, log_with=None if rargs.report_to == "none" else rargs.report_to,
-                              gradient_accumulation_steps=targs.gradient_accumulation_steps,
-                              project_dir=targs.output_dir)
-    set_seed(targs.seed)
-    out = Path(targs.output_dir)
-
-    # --- the corpus (main process first: it may read or download once for everyone) ----------------
-    with accelerator.main_process_first():
-        sentences, corpus = load_corpus(dargs.data_dir, dargs.train_file, dargs.dataset_name, dargs.dataset_split,
-                                        dargs.text_column, dargs.transductive_kfold_tasks)
+def prepare_corpus(dargs: DataArguments, seed: int) -> tuple[list[str], dict]:
+    sentences, corpus = load_corpus(dargs.data_dir, dargs.train_file, dargs.dataset_name, dargs.dataset_split,
+                                    dargs.text_column, dargs.transductive_kfold_tasks)
     if dargs.max_train_samples and dargs.max_train_samples < len(sentences):
-        keep = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(targs.seed))
+        keep = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(seed))
         sentences = sorted(sentences[i] for i in keep[: dargs.max_train_samples].tolist())
         corpus["max_train_samples"] = dargs.max_train_samples
     logger.info("training corpus: %s", json.dumps(corpus), main_process_only=True)
+    return sentences, corpus
+
+
+def save_outputs(model, metrics: dict, groups, out: Path) -> None:
+    """final/ (save_pretrained), training_config.yaml, corpus.json, metrics.json; eval and push if asked."""
+    margs, dargs, targs, rargs = groups
+    final = out / "final"
+    model.save_pretrained(final)
+    (out / "training_config.yaml").write_text(yaml.safe_dump(to_dict(*groups)), encoding="utf-8")
+    write_json(out / "corpus.json", metrics["corpus"])
+    if rargs.eval_after_training:
+        from hf_simskip.evaluation import evaluate, save_results
+
+        metrics["eval"] = evaluate(model.encode, data_dir=dargs.data_dir, mode="fast")
+        save_results(metrics["eval"], final / "eval_results.json")
+    write_json(out / "metrics.json", metrics)
+    logger.info("saved the refined model to %s; metrics: %s", final,
+                {k: v for k, v in metrics.items() if k not in ("args", "corpus", "eval")}, main_process_only=True)
+    if rargs.push_to_hub:
+        model.push_to_hub(rargs.hub_model_id, private=rargs.hub_private)
+
+
+def main(argv=None):
+    margs, dargs, targs, rargs = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    trackers = None if rargs.report_to == "none" else rargs.report_to
+    accelerator = Accelerator(mixed_precision=rargs.mixed_precision, log_with=trackers,
+                              gradient_accumulation_steps=targs.gradient_accumulation_steps,
+                              project_dir=targs.output_dir)
+    set_seed(targs.seed)
+
+    # --- the corpus (main process first: it may read or download once for everyone) ----------------
+    with accelerator.main_process_first():
+        sentences, corpus = prepare_corpus(dargs, targs.seed)
     batch = targs.per_device_train_batch_size * accelerator.num_processes
     if len(sentences) < batch:  # before any encoding
         raise ValueError(f"the corpus has {len(sentences)} unique sentences, fewer than one batch of {batch} "
                          "(per_device_train_batch_size x processes); use more sentences or a smaller batch")
 
     # --- the model; optional stage 0; stage 1, the embedding cache -------------------------------
-    model = build_model(margs).to(accelerator.device)
+    model = build_model(margs, targs).to(accelerator.device)
     stage0 = None
     if rargs.simcse_steps > 0:
         stage0 = simcse_settings_key(rargs.simcse_steps, rargs.simcse_learning_rate, rargs.simcse_batch_size,
@@ -107,20 +134,7 @@ def main(argv=None):
     # --- the end: the refined model, its config, metrics and corpus record -----------------------
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        final = out / "final"
-        model.save_pretrained(final)
-        (out / "training_config.yaml").write_text(yaml.safe_dump(to_dict(margs, dargs, targs, rargs)), encoding="utf-8")
-        write_json(out / "corpus.json", corpus)
-        if rargs.eval_after_training:
-            from hf_simskip.evaluation import evaluate, save_results
-
-            metrics["eval"] = evaluate(model.encode, data_dir=dargs.data_dir, mode="fast")
-            save_results(metrics["eval"], final / "eval_results.json")
-        write_json(out / "metrics.json", metrics)
-        logger.info("saved the refined model to %s; metrics: %s", final,
-                    {k: v for k, v in metrics.items() if k not in ("args", "corpus", "eval")}, main_process_only=True)
-        if rargs.push_to_hub:
-            model.push_to_hub(rargs.hub_model_id, private=rargs.hub_private)
+        save_outputs(model, metrics, (margs, dargs, targs, rargs), Path(targs.output_dir))
     accelerator.end_training()
     return metrics
 

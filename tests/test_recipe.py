@@ -116,3 +116,4 @@ def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
     model = AutoModel.from_pretrained(out / "final")
     emb = model.encode(["the movie was good", "what is a film"])
     assert emb.shape == (2, 32) and model.head.feature_std.abs().sum() > 0
+    assert (model.config.augmentation, model.config.encoder_name_or_path) == ("mask+noise", tiny_backbone)
