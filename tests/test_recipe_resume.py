@@ -46,3 +46,20 @@ def test_stage0_simcse_changes_the_cache_key(tiny_backbone, tmp_path):
     record = json.loads((tmp_path / "s0" / "corpus.json").read_text())
     assert record["stage0_simcse"]["simcse_steps"] == 3 and not record["embedding_cache"]["reused"]
     assert "SimCSE step 3/3" in proc.stderr
+
+
+def test_recipe_with_two_cpu_processes(tiny_backbone, tmp_path):
+    """The script under torchrun (2 CPU processes, gloo): sharded stage 1, DDP head, per-rank RNG files."""
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+           str(SCRIPT), "--model_name_or_path", tiny_backbone, "--pooling", "mean", "--train_file", str(corpus),
+           "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
+           "--per_device_train_batch_size", "8", "--num_train_epochs", "2", "--checkpointing_steps", "3",
+           "--max_dev_pairs", "100", "--report_to", "none"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Total train batch size (w. parallel & accumulation) = 16" in proc.stderr
+    step = tmp_path / "out" / "checkpoints" / "step_6"
+    assert (step / "augmentation_rng_0.pt").is_file() and (step / "augmentation_rng_1.pt").is_file()
+    assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
