@@ -158,6 +158,8 @@ def _evaluate(head, dev_fn, state, args, accelerator, step):
     module.train()
     accelerator.log({"dev/score": score}, step=step)
     logger.info("step %d: dev score %.4f", step, score, main_process_only=True)
+    if step == 0:
+        state["initial_dev_score"] = score
     if state["best_metric"] is None or score > state["best_metric"]:
         state.update(best_metric=score, best_step=step)
         if accelerator.is_main_process:
@@ -172,8 +174,10 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
                dev_fn=None, fit_statistics: bool = True) -> dict:
     """Train ``head`` (SimSkipHead) in place on ``embeddings`` (n, d); returns metrics.
 
-    ``dev_fn(head) -> float`` (higher is better) is called every ``eval_steps`` and at the end; the best
-    head is kept (``best_head.pt``) and restored at the end when ``load_best_at_end``.
+    ``dev_fn(head) -> float`` (higher is better) is called before training (step 0: with zero_init the
+    identity, i.e. the raw embeddings), every ``eval_steps`` and at the end; the best head is kept
+    (``best_head.pt``) and restored at the end when ``load_best_at_end`` (so a run that never beats the
+    raw embeddings on the dev signal ends as the identity).
     """
     args.validate()
     accelerator = accelerator or Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps)
@@ -188,6 +192,8 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
     head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings.float(), args, accelerator)
     state, resume_rng = _maybe_resume(args, accelerator, generator)
     _log_header(accelerator, len(embeddings), args, total)
+    if dev_fn is not None and state["global_step"] == 0:
+        _evaluate(head, dev_fn, state, args, accelerator, 0)  # the untrained head (identity with zero_init): baseline
     losses, start, samples = [], time.perf_counter(), 0
     bar = tqdm(total=total, initial=state["global_step"], disable=not accelerator.is_local_main_process)
     while state["global_step"] < total:
@@ -267,6 +273,7 @@ def _finish(head, dev_fn, state, args, accelerator, losses, samples, seconds, to
     last = accelerator.reduce(torch.stack(tail).float().mean(), reduction="mean").item() if tail else None
     module.eval()
     return {"global_step": state["global_step"], "total_steps": total, "train_loss": last,
+            "initial_dev_score": state.get("initial_dev_score"),
             "final_dev_score": final_score, "best_dev_score": state["best_metric"], "best_step": state["best_step"],
             "train_seconds": round(seconds, 3), "train_samples_per_second": round(samples / max(seconds, 1e-9), 1),
             "num_processes": accelerator.num_processes, "mixed_precision": str(accelerator.mixed_precision),

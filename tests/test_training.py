@@ -56,7 +56,7 @@ def test_train_head_learns_and_reports(tmp_path):
 
 def test_dev_fn_best_selection(tmp_path):
     h, x = head(), data()
-    scores = iter([3.0, 5.0, 1.0, 0.0])  # best at step 4, the end (step 8) is worse
+    scores = iter([2.0, 3.0, 5.0, 1.0, 0.0])  # step 0 (identity), 2, 4, 6, end: best at step 4
     seen = []
 
     def dev_fn(module):
@@ -65,7 +65,8 @@ def test_dev_fn_best_selection(tmp_path):
 
     m = train_head(h, x, args(tmp_path, eval_steps=2, max_steps=7), Accelerator(cpu=True), dev_fn=dev_fn)
     assert m["best_dev_score"] == 5.0 and m["best_step"] == 4 and m["final_dev_score"] == 0.0
-    torch.testing.assert_close(h.encoder.linear.weight, seen[1])  # the best head is restored at the end
+    assert m["initial_dev_score"] == 2.0 and not seen[0].any()  # zero-init: the identity before training
+    torch.testing.assert_close(h.encoder.linear.weight, seen[2])  # the best head is restored at the end
 
 
 def test_epochs_drop_last_and_accumulation(tmp_path):
