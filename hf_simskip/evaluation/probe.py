@@ -48,7 +48,11 @@ def _augment(X: torch.Tensor) -> torch.Tensor:
 
 
 class _Problems:
-    """The batched objective: features (n, p), masks (F, n), strengths (F, G), K outputs."""
+    """The batched objective: features (n, p), masks (F, n), strengths (F, G), K outputs.
+
+    Weights and per-row quantities keep the problems in their trailing dimensions (W: (p, F, G, K),
+    logits: (n, F, G, K)) so every pass over the data is one plain matrix product.
+    """
 
     def __init__(self, X, y, masks, Cs, nclasses):
         self.xa = _augment(X)                                   # (n, p)
@@ -58,49 +62,60 @@ class _Problems:
         self.F, self.G = self.Cs.shape
         self.K = 1 if nclasses == 2 else nclasses
         if self.K == 1:
-            self.Y = y.to(X.dtype)[:, None]                     # (n, 1)
+            self.Y = y.to(X.dtype)[:, None, None, None]          # (n, 1, 1, 1)
         else:
-            self.Y = torch.nn.functional.one_hot(y, nclasses).to(X.dtype)  # (n, K)
-        self.reg = torch.ones(self.p, 1, dtype=X.dtype, device=X.device)
+            self.Y = torch.nn.functional.one_hot(y, nclasses).to(X.dtype)[:, None, None, :]  # (n, 1, 1, K)
+        self.reg = torch.ones(self.p, 1, 1, 1, dtype=X.dtype, device=X.device)
         self.reg[-1] = 0.0                                       # intercept not penalised
-        self.weight = self.masks[:, None, :, None] * self.Cs[:, :, None, None]  # (F, G, n, 1)
+        self.weight = (self.masks.T[:, :, None] * self.Cs[None]).unsqueeze(-1)  # (n, F, G, 1): C * m
         self.scale = self.Cs * self.masks.sum(1, keepdim=True)   # (F, G): C * n_f, the loss scale
-        self._preconditioner(0.25 if self.K == 1 else 0.5)
+        self._preconditioner()
 
-    def _preconditioner(self, c0: float) -> None:
-        # Boehning bound per fold: c0 * C * Xa^T diag(m_f) Xa + I, eigendecomposed once per fold
-        gram_all = self.xa.T @ self.xa                          # (p, p)
-        grams = []
-        for mask in self.masks.bool():
-            # the rows left out are usually few: subtract their Gram matrix from the total
-            if int((~mask).sum()) < self.n // 2:
-                out = self.xa[~mask]
-                grams.append(gram_all - out.T @ out)
-            else:
-                kept = self.xa[mask]
-                grams.append(kept.T @ kept)
-        gram = torch.stack(grams)                               # (F, p, p)
-        self.evals, self.evecs = torch.linalg.eigh(gram)        # (F, p), (F, p, p)
-        self.pre_scale = 1.0 / (c0 * self.Cs[:, :, None] * self.evals.clamp_min(0)[:, None, :] + 1.0)
+    def _preconditioner(self) -> None:
+        # one eigendecomposition of the (row-averaged) Gram matrix serves every fold and C
+        xa = self.xa.double()
+        evals, evecs = torch.linalg.eigh(xa.T @ xa / self.n)    # (p,), (p, p)
+        self.evals = evals.clamp_min(0).to(self.xa.dtype)
+        self.evecs = evecs.to(self.xa.dtype)
+        self.set_curvature(torch.full((self.F, self.G, self.K), 0.25 if self.K == 1 else 0.5,
+                                      dtype=self.xa.dtype, device=self.xa.device))
 
-    def logits(self, W):  # W (F, G, p, K) -> (F, G, n, K)
-        return torch.einsum("np,fgpk->fgnk", self.xa, W)
+    def set_curvature(self, curv) -> None:
+        """Block-diagonal preconditioner (curv_k * C * n_f * Gram/n + I)^-1 per class k, with curv
+        (F, G, K) the mean curvature of the loss per class at the current iterate (1/4 or 1/2 at the
+        start: the Boehning bound)."""
+        lam = (curv * self.scale[..., None])[None] * self.evals[:, None, None, None]  # (p, F, G, K)
+        self.pre_scale = 1.0 / (lam + 1.0)
+
+    def curvature(self, prob):  # mean Hessian diagonal weight per class over training rows, (F, G, K)
+        d = (self.weight * (prob * (1 - prob))).sum(0)           # (F, G, K)
+        if self.K > 1:  # softmax: one curvature for all classes (per-class blocks stalled CG on TREC)
+            d = d.mean(-1, keepdim=True).expand_as(d)
+        return (d / self.scale[..., None].to(d.dtype)).clamp_min(1e-6)
+
+    def logits(self, W):  # W (p, F, G, K) -> (n, F, G, K)
+        return (self.xa @ W.reshape(self.p, -1)).view(self.n, self.F, self.G, self.K)
+
+    def back(self, R, W):  # Xa^T R + reg * W, R (n, F, G, K) -> (p, F, G, K)
+        return (self.xa.T @ R.reshape(self.n, -1)).view(W.shape) + self.reg * W
+
+    def _loss_prob(self, z):
+        if self.K == 1:
+            return torch.nn.functional.softplus(z) - self.Y * z, torch.sigmoid(z)
+        lse = torch.logsumexp(z, dim=-1, keepdim=True)
+        return lse - (self.Y * z).sum(-1, keepdim=True), torch.exp(z - lse)
 
     def value_and_grad(self, W):
-        z = self.logits(W)
-        if self.K == 1:
-            loss = torch.nn.functional.softplus(z) - self.Y * z
-            prob = torch.sigmoid(z)
-        else:
-            lse = torch.logsumexp(z, dim=-1, keepdim=True)
-            loss = lse - (self.Y * z).sum(-1, keepdim=True)
-            prob = torch.exp(z - lse)
-        value = (self.weight * loss).sum((2, 3)) + 0.5 * (self.reg * W * W).sum((2, 3))  # (F, G)
-        grad = torch.einsum("np,fgnk->fgpk", self.xa, self.weight * (prob - self.Y)) + self.reg * W
-        return value, grad, prob
+        loss, prob = self._loss_prob(self.logits(W))
+        value = self.value_from(loss, W)
+        return value, self.back(self.weight * (prob - self.Y), W), prob
+
+    def value_from(self, loss, W):
+        data = (self.weight * loss).sum((0, 3), dtype=torch.float64)
+        return data + 0.5 * (self.reg * W * W).sum((0, 3), dtype=torch.float64)  # (F, G)
 
     def value(self, W):
-        return self.value_and_grad(W)[0]
+        return self.value_from(self._loss_prob(self.logits(W))[0], W)
 
     def hvp(self, prob, V):
         zv = self.logits(V)
@@ -109,54 +124,54 @@ class _Problems:
         else:
             pz = prob * zv
             r = pz - prob * pz.sum(-1, keepdim=True)
-        return torch.einsum("np,fgnk->fgpk", self.xa, self.weight * r) + self.reg * V
+        return self.back(self.weight * r, V)
 
-    def precondition(self, R):  # apply (c0 C X^T M X + I)^-1 to R (F, G, p, K)
-        t = torch.einsum("fpq,fgpk->fgqk", self.evecs, R)
-        return torch.einsum("fpq,fgqk->fgpk", self.evecs, t * self.pre_scale[..., None])
+    def precondition(self, R):  # apply the preconditioner to R (p, F, G, K)
+        t = (self.evecs.T @ R.reshape(self.p, -1)).view(R.shape) * self.pre_scale
+        return (self.evecs @ t.reshape(self.p, -1)).view(R.shape)
 
 
 def _dot(a, b):
-    return (a * b).sum((2, 3))
+    return (a * b).sum((0, 3), dtype=torch.float64)
 
 
 def _pcg(prob_obj: _Problems, prob, grad, active, max_iter: int):
     """Approximately solve H s = -grad per problem; inactive problems keep s = 0."""
     x = torch.zeros_like(grad)
-    r = -grad * active[..., None, None]
+    r = -grad * active[None, :, :, None]
     z = prob_obj.precondition(r)
     d = z.clone()
     rz = _dot(r, z)
     gnorm = _dot(grad, grad).sqrt()
     # forcing term: stop when ||r|| <= eta * ||g|| (superlinear once ||g|| is small)
-    eta = torch.clamp(gnorm.sqrt() / prob_obj.scale.sqrt(), max=0.1).clamp_min(1e-6)
+    eta = torch.clamp((gnorm / prob_obj.scale).sqrt(), min=1e-3, max=0.5)
     todo = active.clone()
     for _ in range(max_iter):
         hd = prob_obj.hvp(prob, d)
         dhd = _dot(d, hd)
         alpha = torch.where(todo & (dhd > 0), rz / dhd.clamp_min(1e-300), torch.zeros_like(rz))
-        x = x + alpha[..., None, None] * d
-        r = r - alpha[..., None, None] * hd
+        x = x + _b(alpha, d) * d
+        r = r - _b(alpha, hd) * hd
         todo = todo & (_dot(r, r).sqrt() > eta * gnorm)
         if not bool(todo.any()):
             break
         z = prob_obj.precondition(r)
         rz_new = _dot(r, z)
         beta = torch.where(todo, rz_new / rz.clamp_min(1e-300), torch.zeros_like(rz))
-        d = z + beta[..., None, None] * d
+        d = z + _b(beta, d) * d
         rz = rz_new
     return x
 
 
 def fit_logistic(X: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, Cs: torch.Tensor,
-                 nclasses: int, tol: float = 1e-9, max_iter: int = 100, cg_iter: int = 200,
-                 W0: torch.Tensor | None = None) -> ProbeFit:
+                 nclasses: int, tol: float = 1e-9, gtol: float = 1e-6, max_iter: int = 100,
+                 cg_iter: int = 100) -> ProbeFit:
     """Fit F x G logistic regressions at once.
 
     X (n, d) float features; y (n,) int labels in [0, nclasses); masks (F, n) bool, the training rows
     of each fold; Cs (F, G) inverse regularisation strengths (sklearn's ``C``). ``tol`` bounds the
     Newton decrement per unit of loss scale (C * n_f): the predicted remaining decrease of the mean
-    log-loss. Returns a ProbeFit; unconverged problems are logged as a warning and flagged.
+    log-loss; ``gtol`` bounds the largest gradient entry per unit of loss scale. Returns a ProbeFit; unconverged problems are logged as a warning and flagged.
     """
     if X.ndim != 2 or masks.ndim != 2 or Cs.ndim != 2 or masks.shape[1] != X.shape[0]:
         raise ValueError(f"expected X (n, d), masks (F, n), Cs (F, G); got X {tuple(X.shape)}, "
@@ -164,37 +179,44 @@ def fit_logistic(X: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, Cs: torc
     if masks.shape[0] != Cs.shape[0]:
         raise ValueError(f"masks and Cs need the same number of folds, got {masks.shape[0]} and {Cs.shape[0]}")
     obj = _Problems(X, y, masks, Cs, nclasses)
-    W = torch.zeros(obj.F, obj.G, obj.p, obj.K, dtype=X.dtype, device=X.device) if W0 is None else W0.clone()
+    W = torch.zeros(obj.p, obj.F, obj.G, obj.K, dtype=X.dtype, device=X.device)
     converged = torch.zeros(obj.F, obj.G, dtype=torch.bool, device=X.device)
     it = 0
     for it in range(1, max_iter + 1):
         value, grad, prob = obj.value_and_grad(W)
-        gmax = grad.abs().amax((2, 3)) / obj.scale
-        converged |= gmax < tol
+        gmax = grad.abs().amax((0, 3)) / obj.scale
+        converged |= gmax < gtol
         active = ~converged
         if not bool(active.any()):
             break
+        obj.set_curvature(obj.curvature(prob))
         step = _pcg(obj, prob, grad, active, cg_iter)
         decrement = -_dot(grad, step)                             # Newton decrement^2 (>= 0)
         converged |= active & (decrement / obj.scale < tol)
         W = _line_search(obj, W, step, value, decrement, active)
         if obj.K > 1:  # softmax intercepts are defined up to a constant: keep them centred
-            W[:, :, -1, :] -= W[:, :, -1, :].mean(-1, keepdim=True)
+            W[-1] -= W[-1].mean(-1, keepdim=True)
     if not bool(converged.all()):
         logger.warning("logistic probe: %d of %d problems did not converge in %d Newton iterations",
                        int((~converged).sum()), converged.numel(), max_iter)
-    return ProbeFit(W, converged, it)
+    return ProbeFit(W.permute(1, 2, 0, 3).contiguous(), converged, it)
+
+
+def _b(v, like=None):  # (F, G) -> broadcastable against (p, F, G, K)
+    return (v if like is None else v.to(like.dtype))[None, :, :, None]
 
 
 def _line_search(obj: _Problems, W, step, value, decrement, active, max_halvings: int = 30):
     t = torch.ones_like(value)
+    slack = 8 * torch.finfo(W.dtype).eps * value.abs()
     pending = active.clone()
     new_W = W
     for _ in range(max_halvings):
-        cand = W + (t * pending)[..., None, None] * step
-        ok = obj.value(cand) <= value - 1e-4 * t * decrement
+        cand = W + _b(t * pending, W) * step
+        # slack: in float32 the objective itself is only known to a few ulps
+        ok = obj.value(cand) <= value - 1e-4 * t * decrement + slack
         accept = pending & ok
-        new_W = torch.where(accept[..., None, None], cand, new_W)
+        new_W = torch.where(_b(accept), cand, new_W)
         pending = pending & ~ok
         if not bool(pending.any()):
             break

@@ -24,7 +24,7 @@ GRID_KFOLD = [2.0 ** t for t in range(-1, 6, 1)]
 class ProbeRunner:
     """Holds the probe settings and collects convergence records of every fit."""
 
-    def __init__(self, device="cpu", dtype=torch.float64, tol=1e-9, max_iter=100):
+    def __init__(self, device="cpu", dtype=torch.float32, tol=1e-9, max_iter=100):
         self.device, self.dtype, self.tol, self.max_iter = device, dtype, tol, max_iter
         self.records: list[dict] = []
 
