@@ -159,3 +159,21 @@ def test_lookup_encoder_errors(tmp_path):
     assert lookup_encoder(tmp_path / "c.npz")(["x"]).shape == (1, 3)
     with pytest.raises(FileNotFoundError):
         lookup_encoder(tmp_path / "missing.npz")
+
+
+def test_scripts_end_to_end(small_data, tmp_path):
+    import subprocess
+    import sys
+    tasks = [load_task(t, small_data) for t in ["CR", "STSB"]]
+    sents = unique_sentences(tasks)
+    np.savez(tmp_path / "e.npz", sentences=np.array(sents), embeddings=hash_encode(sents).astype(np.float32))
+    out = tmp_path / "r.json"
+    run = subprocess.run([sys.executable, "eval/senteval.py", "--embeddings", str(tmp_path / "e.npz"), "--tasks",
+                          "CR", "STSB", "--mode", "fast", "--data-dir", str(small_data), "--output", str(out)],
+                         capture_output=True, text=True, check=True)
+    assert "CR" in run.stdout and "Avg" in run.stdout
+    assert json.loads(out.read_text())["protocol"]["mode"] == "fast"
+    png = tmp_path / "c.png"
+    subprocess.run([sys.executable, "eval/compare.py", str(out), str(out), "--labels", "a", "b",
+                    "--output", str(png)], capture_output=True, text=True, check=True)
+    assert png.stat().st_size > 1000

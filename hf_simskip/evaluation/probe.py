@@ -8,13 +8,14 @@ scikit-learn's LogisticRegression objective (lbfgs, default penalty):
 with the sigmoid loss for two classes (one weight vector, like sklearn) and the multinomial
 (softmax, symmetric parametrisation) loss otherwise. All problems share one feature matrix, so a
 forward pass for every fold and grid value is one matrix product. The solver is an inexact
-Newton method: conjugate gradients on exact Hessian-vector products, preconditioned by the
-Boehning bound ``c0 * C * X_f^T X_f + I`` (c0 = 1/4 for sigmoid, 1/2 for softmax), which is
-factorised once per fold by an eigendecomposition and adapts to the feature scale; then a
-backtracking (Armijo) line search per problem. Convergence is judged per problem by the Newton
-decrement and the gradient, both relative to ``C * n`` (the loss sum), so the criterion does not
-depend on how large the features are; problems that stop unconverged are reported, never hidden.
-The same code runs on CPU and GPU.
+Newton method: conjugate gradients on exact Hessian-vector products, preconditioned by
+``(c * C * n_f * Gram/n + I)^-1``, where Gram/n is eigendecomposed once per call and c is the mean
+loss curvature of each problem at the current iterate (1/4 or 1/2, the Boehning bound, at the
+start). The preconditioner follows the feature scale (Gram grows with it), which keeps 10-100x
+larger embeddings from stalling the solver; then a backtracking (Armijo) line search per problem.
+Convergence is judged per problem by the Newton decrement and the largest gradient entry, both
+relative to ``C * n_f`` (the loss sum); problems that stop unconverged are logged as a warning
+and flagged (ProbeFit.converged), never hidden. The same code runs on CPU and GPU.
 """
 from __future__ import annotations
 
