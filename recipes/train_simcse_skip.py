@@ -54,9 +54,12 @@ def make_dev_fn(model, dargs, accelerator):
     xa, _ = build_embedding_cache(model, a, dargs.cache_dir, accelerator, dargs.encode_batch_size, name="stsb-dev-a")
     xb, _ = build_embedding_cache(model, b, dargs.cache_dir, accelerator, dargs.encode_batch_size, name="stsb-dev-b")
 
+    def refined(head, x):
+        z, fz = head.refine(x.to(accelerator.device))  # z: the encoder's input, fz: its output
+        return model.postprocess(fz, z)
+
     def dev_fn(head) -> float:
-        xa_, xb_ = xa.to(accelerator.device), xb.to(accelerator.device)
-        ea, eb = model.postprocess(head.encoder(xa_), xa_), model.postprocess(head.encoder(xb_), xb_)
+        ea, eb = refined(head, xa), refined(head, xb)
         cos = torch.nn.functional.cosine_similarity(ea.float(), eb.float()).cpu().numpy()
         return 100.0 * float(spearmanr(cos, gold).statistic)
 
