@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -21,41 +21,43 @@ import torch
 from .baselines import PostHocRefiner
 from .configuration_simskip import SimSkipConfig
 from .modeling_simskip import SimSkipModel
+from .training import HeadTrainingArguments, train_head
 
 logger = logging.getLogger(__name__)
-TRAIN_KEYS = {"lr", "epochs", "batch_size", "weight_decay", "warmup_ratio", "select", "evals_per_epoch"}
-
-
-@dataclass
-class TrainSettings:
-    lr: float = 1e-3
-    epochs: int = 3
-    batch_size: int = 256
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    select: str = "last"  # "last" or "stsb_dev": keep the state (the start included) best on STS-B dev
-    evals_per_epoch: int = 2
+VIEW_KEYS = ("augmentation", "mask_ratio", "mask_fill", "noise_variance", "temperature")
 
 
 @dataclass
 class RunSpec:
-    """One row of the grid: a SimSkip head configuration or a post-hoc control."""
+    """One row of the grid: a SimSkip head configuration or a post-hoc control.
+
+    head: SimSkipConfig keyword arguments (the architecture and what refine() returns);
+    train: hf_simskip.training.HeadTrainingArguments keyword arguments (the recipe's own training).
+    """
     name: str
     control: str | None = None  # identity, standardize, whiten, whiten-256, abtt-3, ...
-    head: dict = field(default_factory=dict)  # SimSkipConfig keyword arguments
-    train: dict = field(default_factory=dict)  # TrainSettings keyword arguments
+    head: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
     corpus: str = "default"  # "default" or "transductive" (adds CR/MPQA/MR/SUBJ sentences, unlabeled)
     default: bool = False
 
     def __post_init__(self):
-        unknown = set(self.train) - TRAIN_KEYS
-        if unknown:
-            raise ValueError(f"run {self.name!r}: unknown train keys {sorted(unknown)}; expected {sorted(TRAIN_KEYS)}")
         if self.corpus not in ("default", "transductive"):
             raise ValueError(f"run {self.name!r}: corpus must be 'default' or 'transductive', got {self.corpus!r}")
-        TrainSettings(**self.train)
         if self.control is None:
-            SimSkipConfig(embedding_dim=8, **{k: v for k, v in self.head.items() if k not in ("hidden_dims",)})
+            self.training_args(seed=0, output_dir=".").validate()
+            SimSkipConfig(embedding_dim=8, **{k: v for k, v in self.head.items() if k != "hidden_dims"})
+
+    def training_args(self, seed: int, output_dir: str) -> HeadTrainingArguments:
+        """The recipe's training arguments; the views (augmentation, strengths, temperature) come from
+        ``head`` so that the saved config.json records what the head was trained with."""
+        unknown = set(self.train) - {f.name for f in fields(HeadTrainingArguments)}
+        if unknown or set(self.train) & set(VIEW_KEYS):
+            raise ValueError(f"run {self.name!r}: train keys must be HeadTrainingArguments fields other than "
+                             f"{list(VIEW_KEYS)} (those go under head:), got {sorted(self.train)}")
+        views = {k: v for k, v in self.head.items() if k in VIEW_KEYS}
+        return HeadTrainingArguments(**{"logging_steps": 0, **self.train, **views, "seed": seed,
+                                        "output_dir": output_dir})
 
 
 def make_control(spec: str) -> PostHocRefiner:
@@ -63,70 +65,27 @@ def make_control(spec: str) -> PostHocRefiner:
     return PostHocRefiner(kind, int(k) if k else None)
 
 
-def _lr_lambda(total: int, warmup: int):
-    def f(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-    return f
+def train_on_embeddings(x: torch.Tensor, spec: RunSpec, seed: int, dev_pairs=None) -> tuple[SimSkipModel, dict]:
+    """Train a head-only SimSkipModel on (n, d) cached embeddings with the recipe's train_head."""
+    from accelerate import Accelerator
 
-
-def train_on_embeddings(x: torch.Tensor, head_kwargs: dict, settings: TrainSettings, seed: int,
-                        dev_fn=None) -> tuple[SimSkipModel, dict]:
-    """Train a head-only SimSkipModel on (n, d) cached embeddings; returns it (eval mode) and a log."""
     torch.manual_seed(seed)
-    model = SimSkipModel(SimSkipConfig(embedding_dim=x.shape[1], **head_kwargs))
-    model.fit_statistics(x)
-    head, cfg = model.head, model.config
-    n_batches = len(x) // settings.batch_size
-    if n_batches < 1:
-        raise ValueError(f"corpus of {len(x)} rows is smaller than one batch of {settings.batch_size}")
-    total = n_batches * settings.epochs
-    opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, max(1, int(settings.warmup_ratio * total))))
-    gen = torch.Generator().manual_seed(seed)
-    every = max(1, n_batches // max(1, settings.evals_per_epoch))
-    best = {"score": dev_fn(model) if dev_fn else None, "step": 0, "state": _copy(head)}
-    history = [{"step": 0, "dev": best["score"]}]
-    step = 0
-    for _ in range(settings.epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=gen)
-        for b in range(n_batches):
-            batch = x[order[b * settings.batch_size:(b + 1) * settings.batch_size]]
-            loss = head.contrastive_loss(batch, cfg.augmentation, cfg.mask_ratio, cfg.noise_variance,
-                                         cfg.temperature, gen, cfg.mask_fill)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if dev_fn and settings.select == "stsb_dev" and (step % every == 0 or step == total):
-                score = dev_fn(model.eval())
-                model.train()
-                history.append({"step": step, "loss": round(loss.item(), 4), "dev": score})
-                if score > best["score"]:
-                    best = {"score": score, "step": step, "state": _copy(head)}
-        history.append({"step": step, "loss": round(loss.item(), 4)})
-    if settings.select == "stsb_dev" and dev_fn:
-        head.load_state_dict(best["state"])
-    model.eval()
-    return model, {"history": history, "selected_step": best["step"] if settings.select != "last" else step,
-                   "total_steps": total}
+    model = SimSkipModel(SimSkipConfig(embedding_dim=x.shape[1], **spec.head))
+    dev_fn = stsb_dev_fn(model, *dev_pairs) if dev_pairs is not None else None
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = train_head(model.head, x, spec.training_args(seed, tmp), Accelerator(cpu=True), dev_fn)
+    metrics.pop("args", None)
+    return model.eval(), metrics
 
 
-def _copy(module: torch.nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def stsb_dev_fn(pairs_a: np.ndarray, pairs_b: np.ndarray, gold: np.ndarray):
-    """Spearman of cosine similarity of refined embeddings on STS-B dev (a dev signal, never test)."""
+def stsb_dev_fn(model: SimSkipModel, pairs_a: np.ndarray, pairs_b: np.ndarray, gold: np.ndarray):
+    """``dev_fn(head)``: Spearman x100 of the cosine of refined embeddings on STS-B dev (never test)."""
     from scipy.stats import spearmanr
 
     a, b = torch.from_numpy(pairs_a), torch.from_numpy(pairs_b)
 
-    def score(model: SimSkipModel) -> float:
-        ra, rb = model.refine(a), model.refine(b)
+    def score(head) -> float:
+        ra, rb = (model.postprocess(fz, z) for z, fz in (head.refine(a), head.refine(b)))
         cos = torch.nn.functional.cosine_similarity(ra, rb).numpy()
         return float(spearmanr(cos, gold).statistic * 100)
     return score
@@ -140,8 +99,8 @@ def write_json_atomic(obj, path: Path) -> None:
 
 
 def run_record(spec: RunSpec, seed: int, results: dict, extra: dict, seconds: float) -> dict:
-    return {**results, "run": {"name": spec.name, "seed": seed, "spec": asdict(spec),
-                               "train_settings": asdict(TrainSettings(**spec.train)) if spec.control is None else None,
+    args = asdict(spec.training_args(seed, "")) if spec.control is None else None
+    return {**results, "run": {"name": spec.name, "seed": seed, "spec": asdict(spec), "training_args": args,
                                "seconds": round(seconds, 1), **extra}}
 
 

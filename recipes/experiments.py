@@ -25,8 +25,7 @@ import torch
 import yaml
 
 from hf_simskip.evaluation import evaluate, load_task
-from hf_simskip.experiments import (RunSpec, TrainSettings, make_control, run_record, stsb_dev_fn, timed,
-                                    train_on_embeddings, write_json_atomic)
+from hf_simskip.experiments import RunSpec, make_control, run_record, timed, train_on_embeddings, write_json_atomic
 from hf_simskip.paths import resolve_data_dir
 
 logger = logging.getLogger("experiments")
@@ -80,10 +79,11 @@ def corpus_embeddings(sentences: list[str], table: dict[str, int], emb: np.ndarr
 
 
 def stsb_dev(data_dir: Path, table: dict[str, int], emb: np.ndarray):
+    """Raw STS-B dev pairs and gold scores: the dev signal for model selection (never a test split)."""
     dev = load_task("STSB", data_dir).splits["dev"]
     a = emb[[table[s] for s in dev.pairs[0]]]
     b = emb[[table[s] for s in dev.pairs[1]]]
-    return stsb_dev_fn(a, b, np.asarray(dev.labels, dtype=float))
+    return a, b, np.asarray(dev.labels, dtype=float)
 
 
 def run_grid(args) -> None:
@@ -95,7 +95,7 @@ def run_grid(args) -> None:
     if sum(s.default for s in specs) > 1:
         raise ValueError("at most one run in the grid may be marked default: true")
     seeds, mode, out = grid.get("seeds", [0, 1, 2]), args.mode or grid.get("mode", "full"), Path(args.out)
-    corpora, dev_fn = {}, stsb_dev(data_dir, table, emb)
+    corpora, dev_pairs = {}, stsb_dev(data_dir, table, emb)
     for spec in specs:
         for seed in ([0] if spec.control else seeds):
             path = out / "runs" / f"{spec.name}__seed{seed}.json"
@@ -106,7 +106,7 @@ def run_grid(args) -> None:
                 sents, record = corpus_sentences(data_dir, spec.corpus == "transductive")
                 corpora[spec.corpus] = (corpus_embeddings(sents, table, emb, Path(args.cache).parent), record)
             x, record = corpora[spec.corpus]
-            (refined, extra), train_s = timed(refine_all, spec, seed, x, emb, dev_fn)
+            (refined, extra), train_s = timed(refine_all, spec, seed, x, emb, dev_pairs)
             results, eval_s = timed(evaluate, lambda ss: refined[[table[s] for s in ss]], data_dir=data_dir,
                                     mode=mode, show_progress_bar=False)
             extra.update(corpus=record, train_seconds=round(train_s, 1), grid=str(args.grid))
@@ -114,12 +114,12 @@ def run_grid(args) -> None:
             logger.info("%s seed %d: avg %.2f (%.0f s)", spec.name, seed, results["avg"], train_s + eval_s)
 
 
-def refine_all(spec: RunSpec, seed: int, x: np.ndarray, emb: np.ndarray, dev_fn):
+def refine_all(spec: RunSpec, seed: int, x: np.ndarray, emb: np.ndarray, dev_pairs):
     if spec.control:
         refiner = make_control(spec.control).fit(x)
         return refiner.transform(emb), {"control": refiner.name}
-    model, log = train_on_embeddings(torch.from_numpy(x), spec.head, TrainSettings(**spec.train), seed, dev_fn)
-    return model.refine(emb), {"training": log, "stsb_dev_selected": dev_fn(model)}
+    model, metrics = train_on_embeddings(torch.from_numpy(x), spec, seed, dev_pairs)
+    return model.refine(emb), {"training": metrics}
 
 
 def main(argv=None) -> None:
