@@ -12,6 +12,7 @@ from transformers import AutoConfig, AutoModel
 
 import hf_simskip
 from hf_simskip import SimSkipConfig, SimSkipModel
+from tiny import WITHOUT_HF_SIMSKIP
 
 SENTENCES = [
     "A gripping story with great actors.", "The plot was terrible and the film too long.",
@@ -69,18 +70,8 @@ def test_save_load_round_trip(tiny_model, tmp_path):
 def test_remote_code_load_without_the_package(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path / "m")
     np.save(tmp_path / "ref.npy", tiny_model.encode(SENTENCES))
-    script = textwrap.dedent(f"""
-        import sys, json, numpy as np
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "hf_simskip" or name.startswith("hf_simskip."):
-                    raise ImportError("blocked for this test")
-        sys.meta_path.insert(0, Block())
-        try:
-            import hf_simskip
-            sys.exit("hf_simskip was importable")
-        except ImportError:
-            pass
+    script = WITHOUT_HF_SIMSKIP + textwrap.dedent(f"""
+        import sys, numpy as np
         from transformers import AutoModel
         m = AutoModel.from_pretrained({str(tmp_path / 'm')!r}, trust_remote_code=True)
         assert "hf_simskip" not in type(m).__module__, type(m).__module__

@@ -12,7 +12,7 @@ import pytest
 from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 
 from hf_simskip.cli import main as cli_main
-from tiny import SENTENCES, results_json, tiny_simskip
+from tiny import SENTENCES, WITHOUT_HF_SIMSKIP, results_json, tiny_simskip
 
 MODEL_FILES = {"config.json", "model.safetensors", "configuration_simskip.py", "modeling_simskip.py", "head.py",
                "augmentations.py", "losses.py", "pooling.py", "inference.py", "tokenizer.json",
@@ -60,18 +60,8 @@ def fake_hub(monkeypatch):
     return FakeHub(monkeypatch)
 
 
-LOADER = textwrap.dedent("""
-    import sys, numpy as np
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_simskip" or name.startswith("hf_simskip."):
-                raise ImportError("hf_simskip is blocked in this process")
-    sys.meta_path.insert(0, Block())
-    try:
-        import hf_simskip
-        sys.exit("hf_simskip was importable")
-    except ImportError:
-        pass
+LOADER = WITHOUT_HF_SIMSKIP + textwrap.dedent("""
+    import numpy as np
     from transformers import AutoModel
     folder, repo, ref, sentences = sys.argv[1], sys.argv[2], np.load(sys.argv[3]), sys.argv[4:]
     for source in (folder, repo):  # the uploaded files as a folder, then as a Hub cache entry, offline

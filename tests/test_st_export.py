@@ -11,7 +11,7 @@ from sentence_transformers import SentenceTransformer
 
 from hf_simskip.cli import main as cli_main
 from hf_simskip.st_export import save_sentence_transformers
-from tiny import SENTENCES, head_only, tiny_simskip
+from tiny import SENTENCES, WITHOUT_HF_SIMSKIP, head_only, tiny_simskip
 
 
 @pytest.mark.parametrize("kwargs,types", [
@@ -41,18 +41,8 @@ def test_loading_needs_trust_remote_code_and_works_without_hf_simskip(tiny_backb
     with pytest.raises(ValueError, match="trust_remote_code=True"):
         SentenceTransformer(str(folder), device="cpu")
     np.save(tmp_path / "ref.npy", model.encode(SENTENCES))
-    script = textwrap.dedent("""
-        import sys, numpy as np
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name == "hf_simskip" or name.startswith("hf_simskip."):
-                    raise ImportError("blocked")
-        sys.meta_path.insert(0, Block())
-        try:
-            import hf_simskip
-            sys.exit("hf_simskip was importable")
-        except ImportError:
-            pass
+    script = WITHOUT_HF_SIMSKIP + textwrap.dedent("""
+        import numpy as np
         from sentence_transformers import SentenceTransformer
         st = SentenceTransformer(sys.argv[1], trust_remote_code=True, device="cpu")
         assert type(st[-1]).__module__.startswith("transformers_modules"), type(st[-1]).__module__

@@ -41,3 +41,20 @@ def results_json(scale: float = 1.0, mode: str = "fast") -> dict:
                       "STSB": {"spearman": 78.9 * scale, "pearson": 77.7 * scale}},
             "protocol": {"mode": mode, "kfold": 5 if mode == "fast" else 10, "seed": 1111, "standardize": False},
             "avg": round(76.0 * scale, 2)}
+
+
+# Preamble for a fresh `python -c` process in which hf_simskip must NOT be importable (the Hub /
+# trust_remote_code path): a meta-path finder refuses it, and the process checks that it did.
+WITHOUT_HF_SIMSKIP = '''
+import sys
+class _BlockHfSimskip:
+    def find_spec(self, name, path=None, target=None):
+        if name == "hf_simskip" or name.startswith("hf_simskip."):
+            raise ImportError("hf_simskip is blocked in this process")
+sys.meta_path.insert(0, _BlockHfSimskip())
+try:
+    import hf_simskip
+    sys.exit("hf_simskip was importable")
+except ImportError:
+    pass
+'''
