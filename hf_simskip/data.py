@@ -225,3 +225,15 @@ def build_embedding_cache(model, sentences: list[str], cache_dir=DEFAULT_CACHE_D
 
 __all__ = ["load_corpus", "corpus_fingerprint", "load_stsb_dev", "cache_key", "embed_sentences",
            "build_embedding_cache", "KFOLD_TASKS", "DEFAULT_CACHE_DIR"]
+
+
+@torch.no_grad()
+def nearest_other_rows(x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """For each row of ``x`` (n, d), the row of its nearest other row by cosine similarity (n, d)."""
+    unit = torch.nn.functional.normalize(x, dim=-1)
+    best = torch.empty(len(x), dtype=torch.long)
+    for start in range(0, len(x), chunk):
+        sims = unit[start:start + chunk] @ unit.T  # (chunk, n)
+        sims[torch.arange(sims.shape[0]), torch.arange(start, start + sims.shape[0])] = -2.0  # not itself
+        best[start:start + chunk] = sims.argmax(1)
+    return x[best]

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from .data import nearest_other_rows
 from .training_checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 logger = get_logger(__name__)
@@ -55,6 +56,9 @@ class HeadTrainingArguments:
     save_total_limit: int = field(default=2, metadata={"help": "keep only the last K checkpoints (0: all)"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
     load_best_at_end: bool = field(default=True, metadata={"help": "end with the head of the best dev score"})
+    positives: str = field(default="views", metadata={"help": "views: two views of the same row (the paper); "
+                                                         "neighbor: a view of the row and a view of its nearest "
+                                                         "other row in the corpus (cosine)"})
     kill_after_step: int = field(default=0, metadata={"help": "test hook: SIGKILL this process after step k"})
 
     def validate(self) -> None:
@@ -74,6 +78,8 @@ class HeadTrainingArguments:
 
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {list(AUGMENTATIONS)}, got {self.augmentation!r}")
+        if self.positives not in ("views", "neighbor"):
+            raise ValueError(f"positives must be 'views' or 'neighbor', got {self.positives!r}")
         if self.mask_fill not in MASK_FILLS:
             raise ValueError(f"mask_fill must be one of {list(MASK_FILLS)}, got {self.mask_fill!r}")
 
@@ -95,28 +101,31 @@ class EpochPermutation(Sampler):
         return self.n
 
 
-def training_step(head, batch: torch.Tensor, args: HeadTrainingArguments, generator: torch.Generator) -> torch.Tensor:
-    """NT-Xent of two augmented views of ``batch`` (N, d); negatives come from every process (gathered
-    with gradients). The forward goes through ``head`` itself, so DDP's hooks and accelerate's autocast
+def training_step(head, batch: torch.Tensor, args: HeadTrainingArguments, generator: torch.Generator,
+                  partner: torch.Tensor | None = None) -> torch.Tensor:
+    """NT-Xent of two augmented views of ``batch`` (N, d) (or of ``batch`` and its ``partner`` rows, the
+    neighbour positives); negatives come from every process (gathered with gradients). The forward goes through ``head`` itself, so DDP's hooks and accelerate's autocast
     apply (``SimSkipHead.contrastive_loss`` does the same math on an unwrapped head)."""
-    from .augmentations import two_views
+    from .augmentations import augment
     from .losses import nt_xent_loss
 
     module = head.module if hasattr(head, "module") else head  # DDP-wrapped or not
     module.check_input(batch)
     fill = module.feature_mean if args.mask_fill == "mean" else None
-    v1, v2 = two_views(batch, args.augmentation, args.mask_ratio, args.noise_variance, generator, fill,
-                       module.feature_std)
+    views = (args.augmentation, args.mask_ratio, args.noise_variance, generator, fill, module.feature_std)
+    v1 = augment(batch, *views)
+    v2 = augment(batch if partner is None else partner, *views)
     n = batch.shape[0]
     _, proj = head(torch.cat([v1, v2], dim=0))  # (2N, d): one pass, BatchNorm sees all 2N views
     return nt_xent_loss(proj[:n], proj[n:], args.temperature)
 
 
-def _prepare(head, x, args, accelerator):
+def _prepare(head, x, args, accelerator, partners=None):
     if accelerator.device.type == "cuda" and accelerator.num_processes > 1:
         head = torch.nn.SyncBatchNorm.convert_sync_batchnorm(head)  # CUDA only (gloo has no SyncBatchNorm)
     sampler = EpochPermutation(len(x), args.seed)
-    loader = DataLoader(TensorDataset(x), batch_size=args.per_device_train_batch_size, sampler=sampler,
+    tensors = (x,) if partners is None else (x, partners)
+    loader = DataLoader(TensorDataset(*tensors), batch_size=args.per_device_train_batch_size, sampler=sampler,
                         drop_last=True)  # BatchNorm fails on a batch of one
     optimizer = torch.optim.AdamW(head.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
@@ -189,7 +198,8 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
         head.fit_statistics(embeddings)  # the augmentations are scale-aware through these buffers
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + accelerator.process_index)
     head.train()
-    head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings.float(), args, accelerator)
+    partners = nearest_other_rows(embeddings.float()) if args.positives == "neighbor" else None
+    head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings.float(), args, accelerator, partners)
     state, resume_rng = _maybe_resume(args, accelerator, generator)
     _log_header(accelerator, len(embeddings), args, total)
     if dev_fn is not None and state["global_step"] == 0:
@@ -200,10 +210,10 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
         epoch, skip = divmod(state["batches_seen"], len(loader))
         loader.set_epoch(epoch)  # sets the sampler's epoch; a skipping loader copies it
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-        for (batch,) in _batches(epoch_loader, resume_rng):
+        for batch, *partner in _batches(epoch_loader, resume_rng):
             resume_rng = None
             with accelerator.accumulate(head):
-                loss = training_step(head, batch, args, generator)
+                loss = training_step(head, batch, args, generator, partner[0] if partner else None)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()

@@ -131,3 +131,12 @@ def test_exact_resume_after_sigkill_and_crash_during_save(tmp_path):
     # and a wrong path is a clear error
     with pytest.raises(ValueError, match="expected 'latest' or a checkpoint folder"):
         resolve_checkpoint(str(tmp_path), out)
+
+
+def test_neighbour_positives_pair_each_row_with_its_nearest_other_row():
+    from hf_simskip.data import nearest_other_rows
+
+    x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 1.0], [-1.0, 0.2]])
+    torch.testing.assert_close(nearest_other_rows(x, chunk=2), x[[1, 0, 3, 2, 2]])
+    with pytest.raises(ValueError, match="positives must be"):
+        HeadTrainingArguments(positives="labels").validate()
