@@ -178,3 +178,20 @@ def test_scripts_end_to_end(small_data, tmp_path):
     subprocess.run([sys.executable, "eval/compare.py", str(out), str(out), "--labels", "a", "b",
                     "--output", str(png)], capture_output=True, text=True, check=True)
     assert png.stat().st_size > 1000
+
+
+def test_senteval_script_scores_a_saved_simskip_folder(small_data, tiny_backbone, tmp_path):
+    """eval/senteval.py --model on a saved hf_simskip folder: loads it through AutoModel and encodes."""
+    import subprocess
+    import sys
+
+    from hf_simskip import SimSkipModel
+
+    SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean").save_pretrained(tmp_path / "m")
+    out = tmp_path / "r.json"
+    run = subprocess.run([sys.executable, "eval/senteval.py", "--model", str(tmp_path / "m"), "--tasks", "STSB",
+                          "--mode", "fast", "--data-dir", str(small_data), "--output", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert set(result["tasks"]) == {"STSB"} and -100 <= result["tasks"]["STSB"]["spearman"] <= 100
