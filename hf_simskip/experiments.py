@@ -40,6 +40,7 @@ class RunSpec:
     train: dict = field(default_factory=dict)
     corpus: str = "default"  # "default" or "transductive" (adds CR/MPQA/MR/SUBJ sentences, unlabeled)
     default: bool = False
+    seeds: list | None = None  # overrides the grid's seeds for this row (controls are deterministic: one run)
 
     def __post_init__(self):
         if self.corpus not in ("default", "transductive"):

@@ -97,7 +97,7 @@ def run_grid(args) -> None:
     seeds, mode, out = grid.get("seeds", [0, 1, 2]), args.mode or grid.get("mode", "full"), Path(args.out)
     corpora, dev_pairs = {}, stsb_dev(data_dir, table, emb)
     for spec in specs:
-        for seed in ([0] if spec.control else seeds):
+        for seed in ([0] if spec.control else spec.seeds or seeds):
             path = out / "runs" / f"{spec.name}__seed{seed}.json"
             if path.is_file() and not args.force:
                 logger.info("skip %s (done)", path.name)
