@@ -65,3 +65,16 @@ def test_rescaled_embeddings(tmp_path):
     assert out[1.0, True] == out[100.0, True]
     assert abs(out[1.0, True] - out[1.0, False]) <= 1.0  # unit-norm rows: standardizing is ~ a no-op
     assert abs(out[1.0, False] - out[100.0, False]) <= 5.0
+
+
+def test_regularisation_path_any_order():
+    """Grid columns are solved in increasing C with warm starts: any column order, same optimum."""
+    X, y = _data(3, n=300, d=8)
+    masks = torch.ones(1, len(y), dtype=torch.bool)
+    Cs = torch.tensor([[16.0, 0.5, 2.0]], dtype=torch.float64)
+    path = fit_logistic(torch.tensor(X), torch.tensor(y), masks, Cs, 3)
+    for g in range(3):
+        alone = fit_logistic(torch.tensor(X), torch.tensor(y), masks, Cs[:, g:g + 1], 3)
+        w = alone.weights[0, 0]
+        torch.testing.assert_close(path.weights[0, g], w, rtol=0, atol=1e-4 * float(w.abs().max()))
+    assert bool(path.converged.all())

@@ -7,7 +7,10 @@ scikit-learn's LogisticRegression objective (lbfgs, default penalty):
 
 with the sigmoid loss for two classes (one weight vector, like sklearn) and the multinomial
 (softmax, symmetric parametrisation) loss otherwise. All problems share one feature matrix, so a
-forward pass for every fold and grid value is one matrix product. The solver is an inexact
+forward pass for every fold is one matrix product. The grid values are solved as a regularisation
+path: one column at a time in increasing C (all folds at once), each warm-started from the previous
+column's optimum, which cuts Newton and CG steps ~4x (and keeps standardised, larger-scale
+features from stalling). The solver is an inexact
 Newton method: conjugate gradients on exact Hessian-vector products, preconditioned by
 ``(c * C * n_f * Gram/n + I)^-1``, where Gram/n is eigendecomposed once per call and c is the mean
 loss curvature of each problem at the current iterate (1/4 or 1/2, the Boehning bound, at the
@@ -179,9 +182,26 @@ def fit_logistic(X: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, Cs: torc
                          f"masks {tuple(masks.shape)}, Cs {tuple(Cs.shape)}")
     if masks.shape[0] != Cs.shape[0]:
         raise ValueError(f"masks and Cs need the same number of folds, got {masks.shape[0]} and {Cs.shape[0]}")
-    obj = _Problems(X, y, masks, Cs, nclasses)
-    W = torch.zeros(obj.p, obj.F, obj.G, obj.K, dtype=X.dtype, device=X.device)
-    converged = torch.zeros(obj.F, obj.G, dtype=torch.bool, device=X.device)
+    # regularisation path: solve one grid column at a time in increasing C, each warm-started
+    # from the previous column's optimum (the same objective; far fewer Newton/CG steps)
+    order = torch.argsort(Cs.mean(0)).tolist()
+    W = None
+    weights, conv, iters = [None] * Cs.shape[1], [None] * Cs.shape[1], 0
+    for g in order:
+        obj = _Problems(X, y, masks, Cs[:, g:g + 1], nclasses)
+        W, conv[g], it = _newton(obj, W, tol, gtol, max_iter, cg_iter)
+        weights[g], iters = W, max(iters, it)
+    W, converged = torch.cat(weights, dim=2), torch.cat(conv, dim=1)
+    if not bool(converged.all()):
+        logger.warning("logistic probe: %d of %d problems did not converge in %d Newton iterations",
+                       int((~converged).sum()), converged.numel(), max_iter)
+    return ProbeFit(W.permute(1, 2, 0, 3).contiguous(), converged, iters)
+
+
+def _newton(obj: _Problems, W, tol, gtol, max_iter, cg_iter):
+    if W is None:
+        W = torch.zeros(obj.p, obj.F, obj.G, obj.K, dtype=obj.xa.dtype, device=obj.xa.device)
+    converged = torch.zeros(obj.F, obj.G, dtype=torch.bool, device=W.device)
     it = 0
     for it in range(1, max_iter + 1):
         value, grad, prob = obj.value_and_grad(W)
@@ -197,10 +217,7 @@ def fit_logistic(X: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, Cs: torc
         W = _line_search(obj, W, step, value, decrement, active)
         if obj.K > 1:  # softmax intercepts are defined up to a constant: keep them centred
             W[-1] -= W[-1].mean(-1, keepdim=True)
-    if not bool(converged.all()):
-        logger.warning("logistic probe: %d of %d problems did not converge in %d Newton iterations",
-                       int((~converged).sum()), converged.numel(), max_iter)
-    return ProbeFit(W.permute(1, 2, 0, 3).contiguous(), converged, it)
+    return W, converged, it
 
 
 def _b(v, like=None):  # (F, G) -> broadcastable against (p, F, G, K)
