@@ -72,7 +72,7 @@ class RunArguments:
     simcse_batch_size: int = 64
     simcse_temperature: float = 0.05
     lr_grid: list[float] | None = field(default=None, metadata={
-        "help": "documentation of a learning-rate grid; one run uses learning_rate (see README_SECTION.md)"})
+        "help": "documentation of a learning-rate grid; one run uses learning_rate (see README.md, Train)"})
 
 
 DATACLASSES = (ModelArguments, DataArguments, HeadTrainingArguments, RunArguments)
