@@ -45,10 +45,10 @@ def test_augmentations_are_reproducible_and_scale_aware():
     assert torch.equal(a, b)
     rel = gaussian_noise(x, 0.13, torch.Generator().manual_seed(0), scale=x.std(0)) - x
     absolute = gaussian_noise(x, 0.13, torch.Generator().manual_seed(0)) - x
-    assert rel.std() == pytest.approx(math.sqrt(0.13) * x.std(0).mean(), rel=0.15)  # noise relative to the data
-    assert absolute.std() == pytest.approx(math.sqrt(0.13), rel=0.1)  # the paper's absolute noise
+    assert rel.std().item() == pytest.approx(math.sqrt(0.13) * x.std(0).mean().item(), rel=0.15)  # noise relative to the data
+    assert absolute.std().item() == pytest.approx(math.sqrt(0.13), rel=0.1)  # the paper's absolute noise
     masked = random_mask(torch.ones(1000, 10), 0.2, torch.Generator().manual_seed(0))
-    assert (masked == 0).float().mean() == pytest.approx(0.2, abs=0.02)
+    assert (masked == 0).float().mean().item() == pytest.approx(0.2, abs=0.02)
     filled = random_mask(torch.ones(50, 3), 0.5, torch.Generator().manual_seed(0), fill=torch.tensor([7.0, 8.0, 9.0]))
     assert set(filled[:, 0].tolist()) <= {1.0, 7.0}
 
