@@ -71,8 +71,8 @@ def corpus_embeddings(sentences: list[str], table: dict[str, int], emb: np.ndarr
             from hf_simskip import SimSkipModel
 
             logger.info("encoding %d corpus sentences not in the SentEval cache", len(missing))
-            model = SimSkipModel.from_encoder_pretrained(backbone["name"], pooling=backbone["pooling"],
-                                                         normalize_embeddings=None if backbone["name"] is None else False)
+            raw = {} if backbone["name"] is None else {"normalize_embeddings": False}  # as the cache script
+            model = SimSkipModel.from_encoder_pretrained(backbone["name"], pooling=backbone["pooling"], **raw)
             vecs = model.encode(missing, batch_size=128, show_progress_bar=True)  # zero-init head: the raw backbone
             tmp = path.with_name(path.name + ".tmp.npz")
             np.savez(tmp, sentences=np.array(missing, dtype=str), embeddings=vecs.astype(np.float32))
