@@ -39,15 +39,20 @@ def _open(loader, path: Path):
         raise ValueError(f"input file {str(path)!r} could not be read as {path.suffix.lower()} ({err})") from err
 
 
+def _pick(path: Path, available: list[str], wanted: str | None, what: str, flag: str) -> str:
+    """The array/column to read: the only one there, or the one named with ``flag``."""
+    if wanted is None:
+        if len(available) != 1:
+            raise ValueError(f"{str(path)!r} holds {what}s {available}: pass {flag} to choose one")
+        return available[0]
+    if wanted not in available:
+        raise ValueError(f"{str(path)!r} has no {what} {wanted!r}; it holds {available}")
+    return wanted
+
+
 def _read_npz(path: Path, key: str | None) -> np.ndarray:
     with _open(lambda: np.load(path, allow_pickle=False), path) as data:
-        names = list(data.files)
-        if key is None:
-            if len(names) != 1:
-                raise ValueError(f"{str(path)!r} holds arrays {names}: pass --key to choose one")
-            key = names[0]
-        if key not in names:
-            raise ValueError(f"{str(path)!r} has no array {key!r}; it holds {names}")
+        key = _pick(path, list(data.files), key, "array", "--key")
         return _as_matrix(data[key], f"{path}[{key}]")
 
 
@@ -55,13 +60,7 @@ def _read_parquet(path: Path, column: str | None):
     import pyarrow.parquet as pq
 
     table = _open(lambda: pq.read_table(path), path)
-    names = table.column_names
-    if column is None:
-        if len(names) != 1:
-            raise ValueError(f"{str(path)!r} has columns {names}: pass --column to choose the embedding column")
-        column = names[0]
-    if column not in names:
-        raise ValueError(f"{str(path)!r} has no column {column!r}; it has {names}")
+    column = _pick(path, table.column_names, column, "column", "--column")
     values = table.column(column).to_pylist()
     if any(v is None for v in values):
         raise ValueError(f"{path}[{column}]: {sum(v is None for v in values)} row(s) are null")
