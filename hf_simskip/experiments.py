@@ -7,13 +7,10 @@ grid of configurations x seeds costs minutes, not hours.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -90,13 +87,6 @@ def stsb_dev_fn(model: SimSkipModel, pairs_a: np.ndarray, pairs_b: np.ndarray, g
         cos = torch.nn.functional.cosine_similarity(ra, rb).numpy()
         return float(spearmanr(cos, gold).statistic * 100)
     return score
-
-
-def write_json_atomic(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def run_record(spec: RunSpec, seed: int, results: dict, extra: dict, seconds: float) -> dict:

@@ -24,13 +24,14 @@ import numpy as np
 import torch
 import yaml
 
+from hf_simskip.data import load_corpus
 from hf_simskip.evaluation import evaluate, load_task
+from hf_simskip.experiments import RunSpec, make_control, run_record, timed, train_on_embeddings
 from hf_simskip.modeling_simskip import PACKAGED_BACKBONE_ID
-from hf_simskip.experiments import RunSpec, make_control, run_record, timed, train_on_embeddings, write_json_atomic
 from hf_simskip.paths import resolve_data_dir
+from hf_simskip.training import write_json
 
 logger = logging.getLogger("experiments")
-KFOLD_TASKS = ("CR", "MPQA", "MR", "SUBJ")
 
 
 def load_cache(path: Path) -> tuple[list[str], np.ndarray]:
@@ -38,24 +39,6 @@ def load_cache(path: Path) -> tuple[list[str], np.ndarray]:
         raise FileNotFoundError(f"embedding cache {path} does not exist: run benchmarks/cache_senteval_embeddings.py")
     with np.load(path) as z:
         return z["sentences"].tolist(), z["embeddings"].astype(np.float32)
-
-
-def corpus_sentences(data_dir: Path, transductive: bool) -> tuple[list[str], dict]:
-    """The training sentences and a record of where they came from."""
-    sources, sentences = {}, []
-    for txt in sorted((data_dir / "unlabeled").glob("*.txt")):
-        lines = [ln.strip() for ln in txt.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        sources[f"unlabeled/{txt.name}"] = len(lines)
-        sentences += lines
-    for name in ("SST2", "TREC", "MRPC") + (KFOLD_TASKS if transductive else ()):
-        task = load_task(name, data_dir)
-        split_names = ["train"] if "train" in task.splits else list(task.splits)
-        part = [s for split in split_names for s in task.splits[split].all_sentences()]
-        sources[f"{name}:{'+'.join(split_names)}"] = len(part)
-        sentences += part
-    unique = sorted(set(sentences))
-    digest = hashlib.sha256("\n".join(unique).encode()).hexdigest()[:16]
-    return unique, {"sources": sources, "unique": len(unique), "sha256_16": digest, "transductive": transductive}
 
 
 def corpus_embeddings(sentences: list[str], table: dict[str, int], emb: np.ndarray, cache_dir: Path,
@@ -109,7 +92,7 @@ def run_grid(args) -> None:
                 logger.info("skip %s (done)", path.name)
                 continue
             if spec.corpus not in corpora:
-                sents, record = corpus_sentences(data_dir, spec.corpus == "transductive")
+                sents, record = load_corpus(data_dir, transductive_kfold_tasks=spec.corpus == "transductive")
                 corpora[spec.corpus] = (corpus_embeddings(sents, table, emb, Path(args.cache).parent, backbone), record)
             x, record = corpora[spec.corpus]
             (refined, extra), train_s = timed(refine_all, spec, seed, x, emb, dev_pairs)
@@ -117,7 +100,7 @@ def run_grid(args) -> None:
                                     mode=mode, show_progress_bar=False)
             extra.update(corpus=record, train_seconds=round(train_s, 1), grid=str(args.grid),
                          backbone=backbone["name"] or PACKAGED_BACKBONE_ID, pooling=backbone["pooling"])
-            write_json_atomic(run_record(spec, seed, results, extra, train_s + eval_s), path)
+            write_json(path, run_record(spec, seed, results, extra, train_s + eval_s))
             logger.info("%s seed %d: avg %.2f (%.0f s)", spec.name, seed, results["avg"], train_s + eval_s)
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from hf_simskip.experiments import RunSpec, make_control, train_on_embeddings, write_json_atomic
+from hf_simskip.experiments import RunSpec, make_control, train_on_embeddings
 from hf_simskip.experiments_report import write_report
+from hf_simskip.training import write_json
 
 TASKS7 = ["CR", "MPQA", "MR", "MRPC", "SST2", "SUBJ", "TREC"]
 
@@ -44,7 +45,7 @@ def _fake_run(path, name, seed, shift, default=False, control=None):
     record = {"tasks": tasks, "avg": float(np.mean([tasks[t]["acc"] for t in TASKS7])),
               "protocol": {"mode": "full", "kfold": 10, "seed": 1111, "probe": {"type": "logistic regression (x)", "grid": [1]}},
               "run": {"name": name, "seed": seed, "spec": {"name": name, "default": default, "control": control}}}
-    write_json_atomic(record, path / "runs" / f"{name}__seed{seed}.json")
+    write_json(path / "runs" / f"{name}__seed{seed}.json", record)
 
 
 def test_summary_contract(tmp_path):
