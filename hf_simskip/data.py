@@ -138,14 +138,24 @@ def cache_key(model, fingerprint: str, extra: dict | None = None) -> str:
 
 @torch.no_grad()
 def embed_sentences(model, sentences: list[str], batch_size: int = 64, device=None,
-                    show_progress_bar: bool = False) -> torch.Tensor:
-    """Raw backbone embeddings x (n, d) in float32, batched longest first like ``model.encode``."""
+                    show_progress_bar: bool = False, dropout: bool = False, seed: int | None = None) -> torch.Tensor:
+    """Raw backbone embeddings x (n, d) in float32, batched longest first like ``model.encode``.
+
+    dropout=True keeps the backbone's dropout active (SimCSE's augmentation): each call gives a
+    different "dropout view" of every sentence (reproducible with ``seed``); no gradients either way.
+    """
     if model.tokenizer is None:
         raise ValueError("the model has no tokenizer: build it with SimSkipModel.from_encoder_pretrained")
     device = torch.device(device) if device is not None else model.device
     order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
     was_training = model.training
     model.eval()
+    if dropout:
+        if model.encoder is None:
+            raise ValueError("dropout views need a backbone; this SimSkipModel is head-only")
+        model.encoder.train()  # dropout on, even for a frozen backbone
+        if seed is not None:
+            torch.manual_seed(seed)
     chunks = []
     try:
         for start in tqdm(range(0, len(order), batch_size), desc="Encoding", disable=not show_progress_bar):
@@ -189,13 +199,17 @@ def _info(accelerator, msg, *args):
 
 
 def build_embedding_cache(model, sentences: list[str], cache_dir=DEFAULT_CACHE_DIR, accelerator=None,
-                          batch_size: int = 64, extra_key: dict | None = None, name: str = "corpus"):
+                          batch_size: int = 64, extra_key: dict | None = None, name: str = "corpus",
+                          dropout_seed: int | None = None):
     """Raw embeddings x (n, d) of ``sentences`` (in that order), encoded once and kept as a ``datasets``
     Arrow dataset under ``cache_dir/<key>``. With an ``accelerator`` of several processes each encodes a
     contiguous shard, the shards are gathered and the main process writes the cache.
+    ``dropout_seed``: cache one dropout view per sentence instead (the backbone's dropout on; part of the key).
     Returns (x, info) with info = {"path", "key", "reused"}."""
     if not sentences:
         raise ValueError(f"cannot build an embedding cache for an empty list of sentences ({name})")
+    if dropout_seed is not None:
+        extra_key = {**(extra_key or {}), "dropout_seed": dropout_seed}
     key = cache_key(model, corpus_fingerprint(sentences), extra_key)
     path = Path(cache_dir).expanduser() / f"{name}-{key[:32]}"
     info = {"path": str(path), "key": key, "reused": path.is_dir()}
@@ -207,11 +221,13 @@ def build_embedding_cache(model, sentences: list[str], cache_dir=DEFAULT_CACHE_D
         raise ValueError(f"embedding cache {path} holds {x.shape[0]} rows, expected {len(sentences)}: delete it")
     _info(accelerator, "encoding %d sentences with the frozen backbone into %s", len(sentences), path)
     bar = accelerator is None or accelerator.is_local_main_process
+    views = {} if dropout_seed is None else {"dropout": True, "seed": dropout_seed + (
+        accelerator.process_index if accelerator is not None else 0)}
     if accelerator is None or accelerator.num_processes == 1:
-        x = embed_sentences(model, sentences, batch_size, show_progress_bar=bar)
+        x = embed_sentences(model, sentences, batch_size, show_progress_bar=bar, **views)
     else:
         with accelerator.split_between_processes(list(sentences), apply_padding=True) as shard:
-            local = embed_sentences(model, shard, batch_size, accelerator.device, show_progress_bar=bar)
+            local = embed_sentences(model, shard, batch_size, accelerator.device, show_progress_bar=bar, **views)
         x = accelerator.gather_for_metrics(local.to(accelerator.device)).cpu()[: len(sentences)]  # pad rows dropped
     if accelerator is None or accelerator.is_main_process:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -63,15 +63,18 @@ def make_control(spec: str) -> PostHocRefiner:
     return PostHocRefiner(kind, int(k) if k else None)
 
 
-def train_on_embeddings(x: torch.Tensor, spec: RunSpec, seed: int, dev_pairs=None) -> tuple[SimSkipModel, dict]:
-    """Train a head-only SimSkipModel on (n, d) cached embeddings with the recipe's train_head."""
+def train_on_embeddings(x: torch.Tensor, spec: RunSpec, seed: int, dev_pairs=None,
+                        partners: torch.Tensor | None = None) -> tuple[SimSkipModel, dict]:
+    """Train a head-only SimSkipModel on (n, d) cached embeddings with the recipe's train_head
+    (``partners``: the dropout views of the same rows, for positives="dropout")."""
     from accelerate import Accelerator
 
     torch.manual_seed(seed)
     model = SimSkipModel(SimSkipConfig(embedding_dim=x.shape[1], **spec.head))
     dev_fn = stsb_dev_fn(model, *dev_pairs) if dev_pairs is not None else None
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = train_head(model.head, x, spec.training_args(seed, tmp), Accelerator(cpu=True), dev_fn)
+        metrics = train_head(model.head, x, spec.training_args(seed, tmp), Accelerator(cpu=True), dev_fn,
+                             partners=partners)
     metrics.pop("args", None)
     return model.eval(), metrics
 

@@ -28,6 +28,7 @@ from .data import nearest_other_rows
 from .training_checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 logger = get_logger(__name__)
+POSITIVES = ("views", "neighbor", "dropout")
 
 
 @dataclass
@@ -58,7 +59,9 @@ class HeadTrainingArguments:
     load_best_at_end: bool = field(default=True, metadata={"help": "end with the head of the best dev score"})
     positives: str = field(default="views", metadata={"help": "views: two views of the same row (the paper); "
                                                          "neighbor: a view of the row and a view of its nearest "
-                                                         "other row in the corpus (cosine)"})
+                                                         "other row in the corpus (cosine); dropout: a view of the "
+                                                         "row and a view of its dropout embedding (SimCSE's "
+                                                         "positive; train_head's `partners`)"})
     kill_after_step: int = field(default=0, metadata={"help": "test hook: SIGKILL this process after step k"})
 
     def validate(self) -> None:
@@ -78,8 +81,8 @@ class HeadTrainingArguments:
 
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {list(AUGMENTATIONS)}, got {self.augmentation!r}")
-        if self.positives not in ("views", "neighbor"):
-            raise ValueError(f"positives must be 'views' or 'neighbor', got {self.positives!r}")
+        if self.positives not in POSITIVES:
+            raise ValueError(f"positives must be one of {list(POSITIVES)}, got {self.positives!r}")
         if self.mask_fill not in MASK_FILLS:
             raise ValueError(f"mask_fill must be one of {list(MASK_FILLS)}, got {self.mask_fill!r}")
 
@@ -180,13 +183,14 @@ def _evaluate(head, dev_fn, state, args, accelerator, step):
 
 
 def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, accelerator: Accelerator | None = None,
-               dev_fn=None, fit_statistics: bool = True) -> dict:
+               dev_fn=None, fit_statistics: bool = True, partners: torch.Tensor | None = None) -> dict:
     """Train ``head`` (SimSkipHead) in place on ``embeddings`` (n, d); returns metrics.
 
     ``dev_fn(head) -> float`` (higher is better) is called before training (step 0: with zero_init the
     identity, i.e. the raw embeddings), every ``eval_steps`` and at the end; the best head is kept
     (``best_head.pt``) and restored at the end when ``load_best_at_end`` (so a run that never beats the
     raw embeddings on the dev signal ends as the identity).
+    ``partners`` (n, d): with positives="dropout", row i's positive (e.g. a dropout embedding of sentence i).
     """
     args.validate()
     accelerator = accelerator or Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps)
@@ -198,7 +202,7 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
         head.fit_statistics(embeddings)  # the augmentations are scale-aware through these buffers
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + accelerator.process_index)
     head.train()
-    partners = nearest_other_rows(embeddings.float()) if args.positives == "neighbor" else None
+    partners = _partners(embeddings, args, partners)
     head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings.float(), args, accelerator, partners)
     state, resume_rng = _maybe_resume(args, accelerator, generator)
     _log_header(accelerator, len(embeddings), args, total)
@@ -231,6 +235,20 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
                 break
     bar.close()
     return _finish(head, dev_fn, state, args, accelerator, losses, samples, time.perf_counter() - start, total)
+
+
+def _partners(embeddings, args, partners):
+    if args.positives == "neighbor":
+        return nearest_other_rows(embeddings.float())
+    if args.positives != "dropout":
+        if partners is not None:
+            raise ValueError(f"partners were given but positives={args.positives!r}; use positives='dropout'")
+        return None
+    if not isinstance(partners, torch.Tensor) or partners.shape != embeddings.shape:
+        got = getattr(partners, "shape", type(partners).__name__)
+        raise ValueError(f"positives='dropout' needs partners of shape {tuple(embeddings.shape)} (one dropout "
+                         f"embedding per row), got {got}")
+    return partners.float()
 
 
 def _maybe_resume(args, accelerator, generator):

@@ -41,6 +41,30 @@ def load_cache(path: Path) -> tuple[list[str], np.ndarray]:
         return z["sentences"].tolist(), z["embeddings"].astype(np.float32)
 
 
+def _backbone_model(backbone: dict):
+    from hf_simskip import SimSkipModel
+
+    raw = {} if backbone["name"] is None else {"normalize_embeddings": False}  # as the cache script
+    return SimSkipModel.from_encoder_pretrained(backbone["name"], pooling=backbone["pooling"], **raw)
+
+
+def _cached_npz(path: Path, sentences: list[str], encode) -> np.ndarray:
+    """``encode(sentences)`` stored once at ``path`` (atomically; the sentences beside the rows)."""
+    if not path.is_file():
+        vecs = np.asarray(encode(sentences), dtype=np.float32)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, sentences=np.array(sentences, dtype=str), embeddings=vecs)
+        os.replace(tmp, path)
+    with np.load(path) as z:
+        if z["sentences"].tolist() != list(sentences):
+            raise ValueError(f"{path} holds other sentences than the corpus: delete it to re-encode")
+        return z["embeddings"].astype(np.float32)
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+
+
 def corpus_embeddings(sentences: list[str], table: dict[str, int], emb: np.ndarray, cache_dir: Path,
                       backbone: dict) -> np.ndarray:
     """Rows of the SentEval cache; sentences not in it (the unlabeled text) are encoded once, with the
@@ -48,21 +72,27 @@ def corpus_embeddings(sentences: list[str], table: dict[str, int], emb: np.ndarr
     missing = sorted({s for s in sentences if s not in table})
     extra = {}
     if missing:
-        key = hashlib.sha256(("\n".join(missing) + repr(sorted(backbone.items()))).encode()).hexdigest()[:16]
-        path = cache_dir / f"corpus_extra_{key}.npz"
-        if not path.is_file():
-            from hf_simskip import SimSkipModel
+        def encode(ss):
+            logger.info("encoding %d corpus sentences not in the SentEval cache", len(ss))
+            return _backbone_model(backbone).encode(ss, batch_size=128, show_progress_bar=True)  # zero-init: raw
 
-            logger.info("encoding %d corpus sentences not in the SentEval cache", len(missing))
-            raw = {} if backbone["name"] is None else {"normalize_embeddings": False}  # as the cache script
-            model = SimSkipModel.from_encoder_pretrained(backbone["name"], pooling=backbone["pooling"], **raw)
-            vecs = model.encode(missing, batch_size=128, show_progress_bar=True)  # zero-init head: the raw backbone
-            tmp = path.with_name(path.name + ".tmp.npz")
-            np.savez(tmp, sentences=np.array(missing, dtype=str), embeddings=vecs.astype(np.float32))
-            os.replace(tmp, path)
-        with np.load(path) as z:
-            extra = dict(zip(z["sentences"].tolist(), z["embeddings"]))
+        path = cache_dir / f"corpus_extra_{_key(chr(10).join(missing), repr(sorted(backbone.items())))}.npz"
+        extra = dict(zip(missing, _cached_npz(path, missing, encode)))
     return np.stack([emb[table[s]] if s in table else extra[s] for s in sentences]).astype(np.float32)
+
+
+def dropout_embeddings(sentences: list[str], cache_dir: Path, backbone: dict, seed: int = 1) -> np.ndarray:
+    """One dropout view of every corpus sentence (the backbone in train mode, SimCSE's augmentation),
+    encoded once per (sentences, backbone, seed) and cached; every training seed reuses it."""
+    from hf_simskip.data import embed_sentences
+
+    def encode(ss):
+        logger.info("encoding a dropout view of %d corpus sentences (seed %d)", len(ss), seed)
+        return embed_sentences(_backbone_model(backbone), ss, batch_size=128, show_progress_bar=True,
+                               dropout=True, seed=seed).numpy()
+
+    key = _key("\n".join(sentences), repr(sorted(backbone.items())), f"dropout{seed}")
+    return _cached_npz(cache_dir / f"corpus_dropout_{key}.npz", sentences, encode)
 
 
 def stsb_dev(data_dir: Path, table: dict[str, int], emb: np.ndarray):
@@ -95,7 +125,14 @@ def run_grid(args) -> None:
                 sents, record = load_corpus(data_dir, transductive_kfold_tasks=spec.corpus == "transductive")
                 corpora[spec.corpus] = (corpus_embeddings(sents, table, emb, Path(args.cache).parent, backbone), record)
             x, record = corpora[spec.corpus]
-            (refined, extra), train_s = timed(refine_all, spec, seed, x, emb, dev_pairs)
+            partners = None
+            if spec.control is None and spec.training_args(seed, "").positives == "dropout":
+                key = (spec.corpus, "dropout")
+                if key not in corpora:
+                    sents, _ = load_corpus(data_dir, transductive_kfold_tasks=spec.corpus == "transductive")
+                    corpora[key] = dropout_embeddings(sents, Path(args.cache).parent, backbone)
+                partners = corpora[key]
+            (refined, extra), train_s = timed(refine_all, spec, seed, x, emb, dev_pairs, partners)
             results, eval_s = timed(evaluate, lambda ss: refined[[table[s] for s in ss]], data_dir=data_dir,
                                     mode=mode, show_progress_bar=False)
             extra.update(corpus=record, train_seconds=round(train_s, 1), grid=str(args.grid),
@@ -104,11 +141,12 @@ def run_grid(args) -> None:
             logger.info("%s seed %d: avg %.2f (%.0f s)", spec.name, seed, results["avg"], train_s + eval_s)
 
 
-def refine_all(spec: RunSpec, seed: int, x: np.ndarray, emb: np.ndarray, dev_pairs):
+def refine_all(spec: RunSpec, seed: int, x: np.ndarray, emb: np.ndarray, dev_pairs, partners=None):
     if spec.control:
         refiner = make_control(spec.control).fit(x)
         return refiner.transform(emb), {"control": refiner.name}
-    model, metrics = train_on_embeddings(torch.from_numpy(x), spec, seed, dev_pairs)
+    partners = None if partners is None else torch.from_numpy(partners)
+    model, metrics = train_on_embeddings(torch.from_numpy(x), spec, seed, dev_pairs, partners)
     return model.refine(emb), {"training": metrics}
 
 

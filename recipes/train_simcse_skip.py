@@ -125,13 +125,18 @@ def main(argv=None):
     x, cache = build_embedding_cache(model, sentences, dargs.cache_dir, accelerator, dargs.encode_batch_size,
                                      extra_key=stage0)
     corpus["embedding_cache"] = cache
+    partners = None
+    if targs.positives == "dropout":  # one dropout view per sentence (SimCSE's positive), cached the same way
+        partners, corpus["dropout_cache"] = build_embedding_cache(
+            model, sentences, dargs.cache_dir, accelerator, dargs.encode_batch_size, extra_key=stage0,
+            name="corpus-dropout", dropout_seed=targs.seed)
     dev_fn = make_dev_fn(model, dargs, accelerator) if dargs.dev_signal == "stsb" else None
 
     # --- stage 2: the head --------------------------------------------------------------------
     if rargs.report_to != "none":
         accelerator.init_trackers("simskip", config={k: v for k, v in to_dict(margs, dargs, targs, rargs).items()
                                                      if isinstance(v, (int, float, str, bool))})
-    metrics = train_head(model.head, x, targs, accelerator, dev_fn)
+    metrics = train_head(model.head, x, targs, accelerator, dev_fn, partners=partners)
     metrics["corpus"] = corpus
 
     # --- the end: the refined model, its config, metrics and corpus record -----------------------

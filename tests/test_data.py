@@ -97,3 +97,23 @@ def test_embedding_cache_is_raw_reused_and_atomic(tiny_backbone, tmp_path, caplo
     assert info3["key"] != info["key"] and len(os.listdir(tmp_path)) == 2
     with pytest.raises(ValueError, match="empty"):
         build_embedding_cache(model, [], tmp_path)
+
+
+def test_dropout_views_differ_from_the_eval_embedding_and_are_seeded(tiny_backbone):
+    from hf_simskip.data import embed_sentences
+
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean")
+    sentences = tiny_sentences(12)
+    clean = embed_sentences(model, sentences)
+    a = embed_sentences(model, sentences, dropout=True, seed=3)
+    b = embed_sentences(model, sentences, dropout=True, seed=3)
+    c = embed_sentences(model, sentences, dropout=True, seed=4)
+    torch.testing.assert_close(a, b)  # the same seed: the same view
+    assert not torch.allclose(a, clean, atol=1e-4) and not torch.allclose(a, c, atol=1e-4)
+    # the backbone is back in eval mode: plain encoding is deterministic and unchanged
+    assert not model.encoder.training
+    torch.testing.assert_close(embed_sentences(model, sentences), clean)
+    with pytest.raises(ValueError, match="dropout views need a backbone"):
+        head_only = SimSkipModel(model.config.__class__(embedding_dim=32))
+        head_only.tokenizer = model.tokenizer
+        embed_sentences(head_only, sentences, dropout=True)

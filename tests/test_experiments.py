@@ -65,3 +65,26 @@ def test_summary_contract(tmp_path):
     text = readme.read_text()
     assert "STALE TABLE" not in text and "| **simskip** (default) |" in text and text.endswith("rest\n")
     assert (tmp_path / "deltas.png").stat().st_size > 1000
+
+
+def test_dropout_corpus_views_are_cached_once_and_checked(tiny_backbone, tmp_path, monkeypatch):
+    import importlib.util
+
+    from helpers_tiny import REPO, tiny_sentences
+
+    from hf_simskip import SimSkipModel
+
+    monkeypatch.syspath_prepend(str(REPO / "recipes"))
+    spec = importlib.util.spec_from_file_location("experiments_cli", REPO / "recipes" / "experiments.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    sentences, backbone = tiny_sentences(10), {"name": tiny_backbone, "pooling": "mean"}
+    views = cli.dropout_embeddings(sentences, tmp_path, backbone, seed=1)
+    clean = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean").encode(sentences)
+    assert views.shape == clean.shape and not np.allclose(views, clean, atol=1e-4)
+    [cached] = list(tmp_path.glob("corpus_dropout_*.npz"))
+    monkeypatch.setattr(SimSkipModel, "from_encoder_pretrained", None)  # a second call must not encode
+    np.testing.assert_array_equal(cli.dropout_embeddings(sentences, tmp_path, backbone, seed=1), views)
+    np.savez(cached, sentences=np.array(sentences[::-1]), embeddings=views)  # a stale or foreign file
+    with pytest.raises(ValueError, match="holds other sentences than the corpus"):
+        cli.dropout_embeddings(sentences, tmp_path, backbone, seed=1)

@@ -89,6 +89,23 @@ def test_bad_corpus_and_dimension_errors(recipe, tiny_backbone, tmp_path):
         recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--embedding_dim", "384"))
 
 
+def test_dropout_positives_cache_a_dropout_view_beside_the_clean_one(recipe, tiny_backbone, tmp_path):
+    import json
+
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    metrics = recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--max_steps", "3",
+                                     "--positives", "dropout", "--augmentation", "none"))
+    assert metrics["global_step"] == 3 and metrics["args"]["positives"] == "dropout"
+    record = json.loads((tmp_path / "out" / "corpus.json").read_text())
+    clean, dropout = Path(record["embedding_cache"]["path"]), Path(record["dropout_cache"]["path"])
+    assert clean.parent == dropout.parent and dropout.name.startswith("corpus-dropout-")
+    assert record["dropout_cache"]["key"] != record["embedding_cache"]["key"]
+    again = recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--max_steps", "3",
+                                   "--positives", "dropout", "--augmentation", "none", "--output_dir",
+                                   str(tmp_path / "out2")))
+    assert again["corpus"]["dropout_cache"]["reused"] and again["train_loss"] == metrics["train_loss"]
+
+
 def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt", 64)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",

@@ -140,3 +140,18 @@ def test_neighbour_positives_pair_each_row_with_its_nearest_other_row():
     torch.testing.assert_close(nearest_other_rows(x, chunk=2), x[[1, 0, 3, 2, 2]])
     with pytest.raises(ValueError, match="positives must be"):
         HeadTrainingArguments(positives="labels").validate()
+
+
+def test_dropout_positives_train_on_the_given_partner_rows(tmp_path):
+    h, x = head(), data()
+    partners = x + 0.01 * data(seed=1)  # stand-in for one dropout embedding per row
+    m = train_head(h, x, args(tmp_path, max_steps=12, positives="dropout", augmentation="none"),
+                   Accelerator(cpu=True), partners=partners)
+    assert m["global_step"] == 12 and m["train_loss"] < torch.log(torch.tensor(2 * 32 - 1.0)).item()
+    assert m["args"]["positives"] == "dropout"
+    with pytest.raises(ValueError, match=r"positives='dropout' needs partners of shape \(256, 16\)"):
+        train_head(head(), x, args(tmp_path / "a", positives="dropout"), Accelerator(cpu=True))
+    with pytest.raises(ValueError, match=r"needs partners of shape \(256, 16\).*got torch.Size\(\[255, 16\]\)"):
+        train_head(head(), x, args(tmp_path / "b", positives="dropout"), Accelerator(cpu=True), partners=x[1:])
+    with pytest.raises(ValueError, match="partners were given but positives='views'"):
+        train_head(head(), x, args(tmp_path / "c"), Accelerator(cpu=True), partners=partners)
