@@ -77,10 +77,12 @@ def plot(rows: list[dict], path: Path) -> None:
     tasks = [t for t in TRANSFER_TASKS + STS_TASKS if t in base["mean"]]
     width = 0.8 / max(1, len(others))
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(tasks)), 4.5))
+    colors = plt.get_cmap("tab20").colors  # one distinct colour per row (tab10 repeats after 10 rows)
     for i, r in enumerate(others):
         xs = np.arange(len(tasks)) + (i - (len(others) - 1) / 2) * width
         ax.bar(xs, [r["mean"][t] - base["mean"][t] for t in tasks], width, yerr=[r["sd"][t] for t in tasks],
-               capsize=2, label=r["name"] + (" (default)" if r["default"] else ""))
+               capsize=2, color=colors[i % len(colors)], hatch="//" if i >= len(colors) else None,
+               label=r["name"] + (" (default)" if r["default"] else ""))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.axhline(-0.3, color="red", linewidth=0.6, linestyle="--")
     ax.set_xticks(np.arange(len(tasks)), tasks)
