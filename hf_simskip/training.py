@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from .data import nearest_other_rows
-from .training_checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from .training_checkpoint import batches_after_resume, resume_state, save_checkpoint
 
 logger = get_logger(__name__)
 POSITIVES = ("views", "neighbor", "dropout")
@@ -204,7 +204,7 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
     head.train()
     partners = _partners(embeddings, args, partners)
     head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings.float(), args, accelerator, partners)
-    state, resume_rng = _maybe_resume(args, accelerator, generator)
+    state, resume_rng = resume_state(args.resume_from_checkpoint, args.output_dir, accelerator, generator)
     _log_header(accelerator, len(embeddings), args, total)
     if dev_fn is not None and state["global_step"] == 0:
         _evaluate(head, dev_fn, state, args, accelerator, 0)  # the untrained head (identity with zero_init): baseline
@@ -214,7 +214,7 @@ def train_head(head, embeddings: torch.Tensor, args: HeadTrainingArguments, acce
         epoch, skip = divmod(state["batches_seen"], len(loader))
         loader.set_epoch(epoch)  # sets the sampler's epoch; a skipping loader copies it
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-        for batch, *partner in _batches(epoch_loader, resume_rng):
+        for batch, *partner in batches_after_resume(epoch_loader, resume_rng):
             resume_rng = None
             with accelerator.accumulate(head):
                 loss = training_step(head, batch, args, generator, partner[0] if partner else None)
@@ -249,30 +249,6 @@ def _partners(embeddings, args, partners):
         raise ValueError(f"positives='dropout' needs partners of shape {tuple(embeddings.shape)} (one dropout "
                          f"embedding per row), got {got}")
     return partners.float()
-
-
-def _maybe_resume(args, accelerator, generator):
-    """(trainer state, torch RNG state to restore once the first batch is drawn or None)."""
-    state = {"global_step": 0, "batches_seen": 0, "best_metric": None, "best_step": None}
-    if not args.resume_from_checkpoint:
-        return state, None
-    path = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    if path is None:
-        logger.warning("no checkpoint to resume from in %s: starting fresh", args.output_dir, main_process_only=True)
-        return state, None
-    state = load_checkpoint(accelerator, path, generator)
-    logger.info("resumed from %s at step %d", path, state["global_step"], main_process_only=True)
-    return state, torch.get_rng_state()  # as saved (accelerate restored it): dropout draws from it
-
-
-def _batches(loader, rng_state):
-    it = iter(loader)
-    first = next(it, None)  # torch's DataLoader draws a base seed from the global RNG when it starts...
-    if rng_state is not None:
-        torch.set_rng_state(rng_state)  # ...so a resumed run resets it to what the uninterrupted run had
-    if first is not None:
-        yield first
-    yield from it
 
 
 def _after_step(head, dev_fn, state, args, accelerator, step, losses, scheduler, generator, total):

@@ -89,3 +89,28 @@ def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> dict
         raise ValueError(f"checkpoint {path} has no {rng.name}: it was saved with a different number of processes")
     generator.set_state(torch.load(rng, weights_only=True))
     return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def resume_state(resume_from, output_dir, accelerator, generator):
+    """(trainer state, torch RNG state to restore once the first batch is drawn or None)."""
+    state = {"global_step": 0, "batches_seen": 0, "best_metric": None, "best_step": None}
+    if not resume_from:
+        return state, None
+    path = resolve_checkpoint(resume_from, output_dir)
+    if path is None:
+        logger.warning("no checkpoint to resume from in %s: starting fresh", output_dir, main_process_only=True)
+        return state, None
+    state = load_checkpoint(accelerator, path, generator)
+    logger.info("resumed from %s at step %d", path, state["global_step"], main_process_only=True)
+    return state, torch.get_rng_state()  # as saved (accelerate restored it): dropout draws from it
+
+
+def batches_after_resume(loader, rng_state):
+    """The loader's batches; after a resume the global torch RNG is reset once the loader has started."""
+    it = iter(loader)
+    first = next(it, None)  # torch's DataLoader draws a base seed from the global RNG when it starts...
+    if rng_state is not None:
+        torch.set_rng_state(rng_state)  # ...so a resumed run resets it to what the uninterrupted run had
+    if first is not None:
+        yield first
+    yield from it

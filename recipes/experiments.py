@@ -123,15 +123,14 @@ def run_grid(args) -> None:
                 continue
             if spec.corpus not in corpora:
                 sents, record = load_corpus(data_dir, transductive_kfold_tasks=spec.corpus == "transductive")
-                corpora[spec.corpus] = (corpus_embeddings(sents, table, emb, Path(args.cache).parent, backbone), record)
-            x, record = corpora[spec.corpus]
+                x = corpus_embeddings(sents, table, emb, Path(args.cache).parent, backbone)
+                corpora[spec.corpus] = (sents, x, record)
+            sents, x, record = corpora[spec.corpus]
             partners = None
             if spec.control is None and spec.training_args(seed, "").positives == "dropout":
-                key = (spec.corpus, "dropout")
-                if key not in corpora:
-                    sents, _ = load_corpus(data_dir, transductive_kfold_tasks=spec.corpus == "transductive")
-                    corpora[key] = dropout_embeddings(sents, Path(args.cache).parent, backbone)
-                partners = corpora[key]
+                if (spec.corpus, "dropout") not in corpora:
+                    corpora[spec.corpus, "dropout"] = dropout_embeddings(sents, Path(args.cache).parent, backbone)
+                partners = corpora[spec.corpus, "dropout"]
             (refined, extra), train_s = timed(refine_all, spec, seed, x, emb, dev_pairs, partners)
             results, eval_s = timed(evaluate, lambda ss: refined[[table[s] for s in ss]], data_dir=data_dir,
                                     mode=mode, show_progress_bar=False)
