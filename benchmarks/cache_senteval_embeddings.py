@@ -2,11 +2,12 @@
 hf_simskip.evaluation's loaders produce them) with the packaged all-MiniLM-L6-v2 through
 sentence-transformers, and write an .npz with ``sentences`` (str) and ``embeddings`` (float32).
 
-    HF_HUB_OFFLINE=1 python benchmarks/cache_senteval_embeddings.py --output /work/cache/senteval_minilm.npz
+    HF_HUB_OFFLINE=1 python benchmarks/cache_senteval_embeddings.py --output .cache/senteval_minilm.npz
 
 Takes about 8-10 minutes on a 2-core CPU. The file is written atomically (tmp file + os.replace).
 Load it with ``hf_simskip.evaluation.lookup_encoder(path)``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,15 +20,22 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="/work/cache/senteval_minilm.npz")
+    parser.add_argument(
+        "--output", default=str(Path(__file__).resolve().parent.parent / ".cache" / "senteval_minilm.npz")
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--limit", type=int, default=None, help="encode only the first N (for testing)")
-    parser.add_argument("--model", default=None,
-                        help="backbone to encode with (default: the packaged all-MiniLM-L6-v2 through "
-                             "sentence-transformers); any other goes through SimSkipModel.from_encoder_pretrained "
-                             "with a zero-init head (= the raw backbone), e.g. princeton-nlp/unsup-simcse-bert-base-uncased")
-    parser.add_argument("--pooling", default=None, help="pooling for a non-sentence-transformers backbone, e.g. cls_before_pooler")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="backbone to encode with (default: the packaged all-MiniLM-L6-v2 through "
+        "sentence-transformers); any other goes through SimSkipModel.from_encoder_pretrained "
+        "with a zero-init head (= the raw backbone), e.g. princeton-nlp/unsup-simcse-bert-base-uncased",
+    )
+    parser.add_argument(
+        "--pooling", default=None, help="pooling for a non-sentence-transformers backbone, e.g. cls_before_pooler"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -49,8 +57,9 @@ def main() -> None:
 
         model = SimSkipModel.from_encoder_pretrained(args.model, pooling=args.pooling, normalize_embeddings=False)
     start = time.perf_counter()
-    emb = model.encode(sentences, batch_size=args.batch_size, show_progress_bar=True,
-                       convert_to_numpy=True).astype(np.float32)
+    emb = model.encode(sentences, batch_size=args.batch_size, show_progress_bar=True, convert_to_numpy=True).astype(
+        np.float32
+    )
     print(f"encoded in {time.perf_counter() - start:.0f} s, shape {emb.shape}", flush=True)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ cached embeddings; prints samples/s of both and the ratio.
 Random embeddings have MiniLM's scale (unit-norm rows, per-coordinate std ~0.05). The two sides alternate
 round by round so that background load hits both alike; the best round of each is reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ def plain_loop(x: torch.Tensor, args) -> float:
     from torch.utils.data import DataLoader, TensorDataset
     from transformers import get_scheduler
 
-    from hf_simskip import SimSkipHead
+    from hf_simskip import SimSkipHead, contrastive_loss
     from hf_simskip.training import HeadTrainingArguments
 
     hp = HeadTrainingArguments()
@@ -49,8 +50,7 @@ def plain_loop(x: torch.Tensor, args) -> float:
     step, start = 0, time.perf_counter()
     while step < args.steps:
         for (batch,) in loader:
-            loss = head.contrastive_loss(batch, hp.augmentation, hp.mask_ratio, hp.noise_variance, hp.temperature,
-                                         generator=gen, mask_fill=hp.mask_fill)
+            loss = contrastive_loss(head, batch, hp, gen)
             loss.backward()
             opt.step()
             sched.step()
@@ -71,8 +71,14 @@ def recipe_loop(x: torch.Tensor, args) -> float:
     AcceleratorState._reset_state(reset_partial_state=True)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as out:
-        hp = HeadTrainingArguments(output_dir=out, per_device_train_batch_size=args.batch_size, max_steps=args.steps,
-                                   eval_steps=0, logging_steps=0, checkpointing_steps=0)
+        hp = HeadTrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=args.batch_size,
+            max_steps=args.steps,
+            eval_steps=0,
+            logging_steps=0,
+            checkpointing_steps=0,
+        )
         metrics = train_head(SimSkipHead(x.shape[1]), x, hp, Accelerator(cpu=True))
     return metrics["train_samples_per_second"]
 
@@ -94,10 +100,14 @@ def main() -> None:
             sps = fn(x, args)
             best[name] = max(best[name], sps)
             print(f"round {r + 1}: {name:6s} {sps:10.0f} samples/s")
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; embeddings {tuple(x.shape)}, batch {args.batch_size}, {args.steps} steps")
-    print(f"best: plain PyTorch {best['plain']:.0f} samples/s, recipe (train_head + accelerate) "
-          f"{best['recipe']:.0f} samples/s, ratio recipe/plain = {best['recipe'] / best['plain']:.3f}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}; embeddings {tuple(x.shape)}, batch {args.batch_size}, {args.steps} steps"
+    )
+    print(
+        f"best: plain PyTorch {best['plain']:.0f} samples/s, recipe (train_head + accelerate) "
+        f"{best['recipe']:.0f} samples/s, ratio recipe/plain = {best['recipe'] / best['plain']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Bar chart of several evaluate() result files, one group of bars per task.
 
-    python eval/compare.py results/minilm.json results/simskip.json --output compare.png [--labels a b]
+python eval/compare.py results/minilm.json results/simskip.json --output compare.png [--labels a b]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ def score(entry: dict) -> float:
 
 def draw(results: list[dict], labels: list[str], output: Path) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -1,22 +1,26 @@
 """hf_simskip: SimSkip contrastive refinement of embeddings as a Hugging Face citizen.
 
+    hf_simskip/models/simskip/   the model (config, modeling, head, ...): what travels to the Hub
+    hf_simskip/training/         the head's training loop, checkpoints, corpus and embedding cache
+    hf_simskip/sharing/          Hub upload, model card, sentence-transformers export
+    hf_simskip/evaluation/       the SentEval protocol
+    hf_simskip/cli.py            the hf-simskip command
+
 Importing the package registers ``simskip`` with AutoConfig and AutoModel.
 """
+
 from transformers import AutoConfig, AutoModel
 
-from .augmentations import augment, gaussian_noise, random_mask, two_views
-from .configuration_simskip import SimSkipConfig
-from .head import SimSkipHead
-from .losses import nt_xent_loss
-from .modeling_simskip import SimSkipModel, SimSkipOutput
+from .models import simskip as _simskip
+from .models.simskip import *  # noqa: F403 (the model's public names, listed in models/simskip/__init__.py)
+from .models.simskip import SimSkipConfig, SimSkipModel
 from .paths import resolve_data_dir
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 AutoConfig.register("simskip", SimSkipConfig, exist_ok=True)
 AutoModel.register(SimSkipConfig, SimSkipModel, exist_ok=True)
 SimSkipConfig.register_for_auto_class()
 SimSkipModel.register_for_auto_class("AutoModel")
 
-__all__ = ["SimSkipConfig", "SimSkipModel", "SimSkipOutput", "SimSkipHead", "nt_xent_loss", "augment",
-           "random_mask", "gaussian_noise", "two_views", "resolve_data_dir"]
+__all__ = [*_simskip.__all__, "resolve_data_dir"]

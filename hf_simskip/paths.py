@@ -1,5 +1,6 @@
 """Where the SentEval-layout data folder is: explicit argument, else $HF_SIMSKIP_DATA, else
 ../shared/data/senteval (relative to the working directory or to this checkout) when it exists."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,7 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_data_candidates() -> list[Path]:
-    return [Path.cwd() / ".." / "shared" / "data" / "senteval",
-            _REPO_ROOT / ".." / "shared" / "data" / "senteval"]
+    return [Path.cwd() / ".." / "shared" / "data" / "senteval", _REPO_ROOT / ".." / "shared" / "data" / "senteval"]
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:

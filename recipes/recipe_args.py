@@ -1,56 +1,89 @@
 """Arguments of recipes/train_simcse_skip.py as dataclasses: defaults < YAML (--config) < command line.
 
-The head-training hyper-parameters are ``hf_simskip.training.HeadTrainingArguments`` (their defaults
-are the recipe's defaults; recipes/configs/default.yaml mirrors them and is loaded when no --config
-is given). Unknown keys, in a YAML or on the command line, are errors.
+Nothing here restates a hyper-parameter that has an owner elsewhere:
+- ``ModelArguments`` is derived from ``SimSkipConfig`` (the architecture): one optional argument per
+  config field, ``None`` meaning "SimSkipConfig's default, or what the backbone's own files say";
+- the head's training and view settings are ``hf_simskip.training.HeadTrainingArguments`` itself.
+Only the backbone's location and the data/run plumbing are defined in this file. Unknown keys, in a
+YAML or on the command line, are errors.
 """
+
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
 
-from hf_simskip.data import DEFAULT_CACHE_DIR
+from hf_simskip import SimSkipConfig
+from hf_simskip.models.simskip.configuration_simskip import BACKBONE_FIELDS
 from hf_simskip.paths import resolve_data_dir
-from hf_simskip.training import HeadTrainingArguments
-
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+from hf_simskip.training import DEFAULT_CACHE_DIR, HeadTrainingArguments
 
 
-@dataclass
-class ModelArguments:
-    model_name_or_path: str | None = field(default=None, metadata={
-        "help": "backbone id or folder; None: the packaged offline all-MiniLM-L6-v2"})
-    revision: str | None = None
-    pooling: str | None = field(default=None, metadata={
-        "help": "cls | cls_before_pooler | mean | ...; required for non sentence-transformers backbones"})
-    max_length: int | None = None
-    encoder_normalize: bool | None = field(default=None, metadata={"help": "None: what the backbone does"})
-    normalize_embeddings: bool | None = None
-    embedding_dim: int | None = field(default=None, metadata={"help": "expected d; must match the backbone"})
-    dropout: float = 0.1
-    batch_norm: bool = True
-    use_skip: bool = True
-    zero_init: bool = True
-    residual_scale: float = 1.0
-    linear_position: str = "residual_branch"
-    output: str = "refined"
+def _field_help(config_class) -> dict[str, str]:
+    """``name: help`` from the config's docstring, whose Args lines read ``name (`type`): text``."""
+    doc = config_class.__doc__ or ""
+    found = re.findall(r"^\s{8}(\w+) \(`[^`]*`(?:, \*optional\*)?\):\s*(.+?)(?=^\s{8}\w+ \(`|\Z)", doc, re.S | re.M)
+    return {name: " ".join(text.split()) for name, text in found}
+
+
+def _config_arguments(config_class, name: str):
+    """A dataclass with one optional field per ``config_class`` field (but the backbone's own), default None."""
+    hints = typing.get_type_hints(config_class.__init__)
+    helps = _field_help(config_class)
+    fields = [
+        (
+            "model_name_or_path",
+            str | None,
+            field(
+                default=None, metadata={"help": "backbone id or folder; None: the packaged offline all-MiniLM-L6-v2"}
+            ),
+        ),
+        ("revision", str | None, field(default=None, metadata={"help": "the backbone's revision"})),
+    ]
+    for key in config_class.field_names():
+        if key in BACKBONE_FIELDS:
+            continue
+        kind = hints[key]
+        optional = kind if type(None) in typing.get_args(kind) else kind | None
+        fields.append(
+            (
+                key,
+                optional,
+                field(
+                    default=None,
+                    metadata={
+                        "help": f"{helps.get(key, '')} (None: {config_class.__name__}'s default or the backbone's own)"
+                    },
+                ),
+            )
+        )
+    return dataclasses.make_dataclass(name, fields)
+
+
+ModelArguments = _config_arguments(SimSkipConfig, "ModelArguments")
+ModelArguments.__doc__ = "The backbone and every SimSkipConfig field (derived from SimSkipConfig)."
 
 
 @dataclass
 class DataArguments:
-    data_dir: str | None = field(default=None, metadata={
-        "help": "SentEval-layout folder; else $HF_SIMSKIP_DATA, else ../shared/data/senteval"})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "SentEval-layout folder; else $HF_SIMSKIP_DATA, else ../shared/data/senteval"}
+    )
     train_file: str | None = field(default=None, metadata={"help": "a text file, one sentence a line"})
     dataset_name: str | None = field(default=None, metadata={"help": "a load_from_disk folder or a Hub dataset"})
     dataset_split: str = "train"
     text_column: str = "text"
-    transductive_kfold_tasks: bool = field(default=False, metadata={
-        "help": "also train on the (unlabeled) sentences of CR, MPQA, MR, SUBJ: transductive, opt-in"})
+    transductive_kfold_tasks: bool = field(
+        default=False,
+        metadata={"help": "also train on the (unlabeled) sentences of CR, MPQA, MR, SUBJ: transductive, opt-in"},
+    )
     max_train_samples: int | None = None
     cache_dir: str = field(default=DEFAULT_CACHE_DIR, metadata={"help": "where embedding caches live"})
     encode_batch_size: int = 64
@@ -62,8 +95,10 @@ class DataArguments:
 class RunArguments:
     mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16"})
     report_to: str = field(default="tensorboard", metadata={"help": "tensorboard | wandb | all | none"})
-    eval_after_training: bool = field(default=False, metadata={
-        "help": "fast SentEval evaluation of final/ (encodes ~110k sentences: ~8 min on 2 CPU cores)"})
+    eval_after_training: bool = field(
+        default=False,
+        metadata={"help": "fast SentEval evaluation of final/ (encodes ~110k sentences: ~8 min on 2 CPU cores)"},
+    )
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = True
@@ -71,8 +106,6 @@ class RunArguments:
     simcse_learning_rate: float = 3e-5
     simcse_batch_size: int = 64
     simcse_temperature: float = 0.05
-    lr_grid: list[float] | None = field(default=None, metadata={
-        "help": "documentation of a learning-rate grid; one run uses learning_rate (see README.md, Train)"})
 
 
 DATACLASSES = (ModelArguments, DataArguments, HeadTrainingArguments, RunArguments)
@@ -107,24 +140,28 @@ def _split_config(argv: list[str]) -> tuple[str | None, list[str]]:
     return config, rest
 
 
-def validate(margs, dargs, targs, rargs) -> None:
+def validate(model_args, data_args, train_args, run_args) -> None:
     """Errors before any work: bad values, a missing data folder, conflicting options."""
-    targs.validate()
-    if rargs.mixed_precision not in ("no", "fp16", "bf16"):
-        raise ValueError(f"mixed_precision must be one of ['no', 'fp16', 'bf16'], got {rargs.mixed_precision!r}")
-    if dargs.dev_signal not in ("stsb", "none"):
-        raise ValueError(f"dev_signal must be 'stsb' or 'none', got {dargs.dev_signal!r}")
-    if dargs.train_file is None and dargs.dataset_name is None or dargs.transductive_kfold_tasks \
-            or dargs.dev_signal == "stsb":
-        resolve_data_dir(dargs.data_dir)  # FileNotFoundError naming where it looked
-    if dargs.train_file is not None and not Path(dargs.train_file).expanduser().is_file():
-        raise ValueError(f"train_file {dargs.train_file!r}: expected an existing text file")
-    if rargs.push_to_hub and not rargs.hub_model_id:
+    train_args.validate()
+    if run_args.mixed_precision not in ("no", "fp16", "bf16"):
+        raise ValueError(f"mixed_precision must be one of ['no', 'fp16', 'bf16'], got {run_args.mixed_precision!r}")
+    if data_args.dev_signal not in ("stsb", "none"):
+        raise ValueError(f"dev_signal must be 'stsb' or 'none', got {data_args.dev_signal!r}")
+    if (
+        data_args.train_file is None
+        and data_args.dataset_name is None
+        or data_args.transductive_kfold_tasks
+        or data_args.dev_signal == "stsb"
+    ):
+        resolve_data_dir(data_args.data_dir)  # FileNotFoundError naming where it looked
+    if data_args.train_file is not None and not Path(data_args.train_file).expanduser().is_file():
+        raise ValueError(f"train_file {data_args.train_file!r}: expected an existing text file")
+    if run_args.push_to_hub and not run_args.hub_model_id:
         raise ValueError("push_to_hub needs hub_model_id (e.g. user/simskip-minilm)")
-    if dargs.max_train_samples is not None and dargs.max_train_samples < 1:
-        raise ValueError(f"max_train_samples must be >= 1, got {dargs.max_train_samples!r}")
-    if rargs.simcse_steps < 0:
-        raise ValueError(f"simcse_steps must be >= 0, got {rargs.simcse_steps!r}")
+    if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
+        raise ValueError(f"max_train_samples must be >= 1, got {data_args.max_train_samples!r}")
+    if run_args.simcse_steps < 0:
+        raise ValueError(f"simcse_steps must be >= 0, got {run_args.simcse_steps!r}")
 
 
 def parse_args(argv=None):
@@ -132,10 +169,20 @@ def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     config, rest = _split_config(argv)
     parser = HfArgumentParser(DATACLASSES)
-    parser.set_defaults(**_read_yaml(config or DEFAULT_CONFIG))
-    margs, dargs, targs, rargs = parser.parse_args_into_dataclasses(args=rest)  # unknown CLI keys: error, exit 2
-    validate(margs, dargs, targs, rargs)
-    return margs, dargs, targs, rargs
+    if config is not None:
+        parser.set_defaults(**_read_yaml(config))
+    model_args, data_args, train_args, run_args = parser.parse_args_into_dataclasses(args=rest)  # unknown: exit 2
+    validate(model_args, data_args, train_args, run_args)
+    return model_args, data_args, train_args, run_args
+
+
+def config_kwargs(model_args) -> dict:
+    """The SimSkipConfig fields set in ``model_args`` (None: left to SimSkipConfig or the backbone)."""
+    return {
+        k: v
+        for k, v in dataclasses.asdict(model_args).items()
+        if k not in ("model_name_or_path", "revision") and v is not None
+    }
 
 
 def to_dict(*groups) -> dict:

@@ -1,4 +1,5 @@
-"""Shared fixtures: offline Hub, and a tiny random BERT backbone built in the test."""
+"""Shared fixtures: an offline Hub, and a tiny random BERT backbone built in the test session."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -7,7 +8,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from tiny_backbone import make_tiny_backbone  # noqa: E402
+from utils import make_tiny_backbone  # noqa: E402
 
 
 @pytest.fixture(scope="session")

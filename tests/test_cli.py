@@ -1,4 +1,5 @@
-"""hf-simskip: refine round trips and bad files, help texts, train/eval/card wiring."""
+"""hf-simskip (cli.py): refine round trips and bad files, help texts, train/eval/card wiring."""
+
 import json
 import os
 import subprocess
@@ -8,9 +9,10 @@ import numpy as np
 import pytest
 
 import hf_simskip.evaluation
-from hf_simskip import cli_io
+from hf_simskip import files
 from hf_simskip.cli import main
-from tiny import head_only, results_json, tiny_simskip
+
+from utils import head_only, results_json, tiny_simskip
 
 COMMANDS = ["train", "eval", "refine", "card", "push", "export-st"]
 
@@ -34,16 +36,19 @@ def test_refine_npy_round_trip(head_dir, tmp_path, capsys):
     folder, model = head_dir
     x = np.random.default_rng(0).normal(size=(50, 128)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    code, out, err = run(["refine", "--model", folder, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"],
-                         capsys)
+    code, out, err = run(
+        ["refine", "--model", folder, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"], capsys
+    )
     assert code == 0, err
     y = np.load(tmp_path / "y.npy")
     np.testing.assert_allclose(y, model.refine(x), atol=1e-6)
     assert not np.allclose(y, x)  # the perturbed head is not the identity
     assert "wrote" in out
     assert sorted(os.listdir(tmp_path)) == ["x.npy", "y.npy"]  # no temporary file left behind
-    code, _, err = run(["refine", "--model", folder, "--input", tmp_path / "x.npy", "--output", tmp_path / "n.npy",
-                        "--normalize"], capsys)
+    code, _, err = run(
+        ["refine", "--model", folder, "--input", tmp_path / "x.npy", "--output", tmp_path / "n.npy", "--normalize"],
+        capsys,
+    )
     assert code == 0, err
     np.testing.assert_allclose(np.linalg.norm(np.load(tmp_path / "n.npy"), axis=1), 1.0, atol=1e-5)
 
@@ -55,28 +60,50 @@ def test_refine_npz_and_parquet(head_dir, tmp_path, capsys):
     folder, model = head_dir
     x = np.random.default_rng(1).normal(size=(12, 128)).astype(np.float32)
     np.savez(tmp_path / "x.npz", train=x, other=x[:2])
-    code, _, err = run(["refine", "--model", folder, "--input", tmp_path / "x.npz", "--output", tmp_path / "y.npz"],
-                       capsys)
+    code, _, err = run(
+        ["refine", "--model", folder, "--input", tmp_path / "x.npz", "--output", tmp_path / "y.npz"], capsys
+    )
     assert code == 1 and "pass --key" in err and "['train', 'other']" in err
-    code, _, err = run(["refine", "--model", folder, "--input", tmp_path / "x.npz", "--key", "train",
-                        "--output", tmp_path / "y.npz"], capsys)
+    code, _, err = run(
+        ["refine", "--model", folder, "--input", tmp_path / "x.npz", "--key", "train", "--output", tmp_path / "y.npz"],
+        capsys,
+    )
     assert code == 0, err
     np.testing.assert_allclose(np.load(tmp_path / "y.npz")["refined"], model.refine(x), atol=1e-6)
 
     pq.write_table(pa.table({"id": list(range(12)), "emb": [list(r) for r in x]}), tmp_path / "x.parquet")
-    code, _, err = run(["refine", "--model", folder, "--input", tmp_path / "x.parquet", "--column", "emb",
-                        "--output", tmp_path / "y.parquet"], capsys)
+    code, _, err = run(
+        [
+            "refine",
+            "--model",
+            folder,
+            "--input",
+            tmp_path / "x.parquet",
+            "--column",
+            "emb",
+            "--output",
+            tmp_path / "y.parquet",
+        ],
+        capsys,
+    )
     assert code == 0, err
     table = pq.read_table(tmp_path / "y.parquet")
     assert table.column_names == ["id", "emb", "refined"] and table.column("id").to_pylist() == list(range(12))
     np.testing.assert_allclose(np.array(table.column("refined").to_pylist()), model.refine(x), atol=1e-6)
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("width", "64-d but the model"), ("nan", "NaN or Inf in 2 row(s)"), ("missing", "does not exist"),
-    ("1d", "expected a 2-D (n, d) array"), ("suffix", "expected a .npy, .npz, .parquet file"),
-    ("corrupt", "could not be read as .npy"), ("no_model", "model folder"),
-])
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("width", "64-d but the model"),
+        ("nan", "NaN or Inf in 2 row(s)"),
+        ("missing", "does not exist"),
+        ("1d", "expected a 2-D (n, d) array"),
+        ("suffix", "expected a .npy, .npz, .parquet file"),
+        ("corrupt", "could not be read as .npy"),
+        ("no_model", "model folder"),
+    ],
+)
 def test_refine_bad_input_keeps_the_old_output(head_dir, tmp_path, capsys, case, needle):
     folder, _ = head_dir
     rng = np.random.default_rng(2)
@@ -108,18 +135,33 @@ def test_failed_write_leaves_the_old_output_intact(head_dir, tmp_path, capsys, m
         path.write_bytes(b"\x93NUMPY partial")  # a crash mid-write
         raise OSError("disk full")
 
-    monkeypatch.setattr(cli_io, "_write", half_write)
-    code, _, err = run(["refine", "--model", folder, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"],
-                       capsys)
+    monkeypatch.setattr(files, "_write", half_write)
+    code, _, err = run(
+        ["refine", "--model", folder, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"], capsys
+    )
     assert code == 1 and "disk full" in err
     assert (tmp_path / "y.npy").read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["x.npy", "y.npy"]
 
 
 def test_console_script_exit_code_and_stderr(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "hf_simskip.cli", "refine", "--model", str(tmp_path), "--input",
-                          str(tmp_path / "missing.npy"), "--output", str(tmp_path / "y.npy")],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hf_simskip.cli",
+            "refine",
+            "--model",
+            str(tmp_path),
+            "--input",
+            str(tmp_path / "missing.npy"),
+            "--output",
+            str(tmp_path / "y.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 1 and "missing.npy" in res.stderr and "does not exist" in res.stderr
     assert res.stdout == ""
 
@@ -141,11 +183,23 @@ def test_top_level_help_lists_commands(capsys):
 def test_train_dry_run_and_missing_recipe(tmp_path, capsys):
     recipe = tmp_path / "train_simcse_skip.py"
     recipe.write_text("")
-    code, out, _ = run(["train", "--recipe", recipe, "--launcher-args=--num_processes 1", "--dry-run", "--",
-                        "--learning_rate", "3e-4"], capsys)
+    code, out, _ = run(
+        [
+            "train",
+            "--recipe",
+            recipe,
+            "--launcher-args=--num_processes 1",
+            "--dry-run",
+            "--",
+            "--learning_rate",
+            "3e-4",
+        ],
+        capsys,
+    )
     assert code == 0
     assert "-m accelerate.commands.launch --num_processes 1" in out and out.strip().endswith(
-        f"{recipe} --learning_rate 3e-4")
+        f"{recipe} --learning_rate 3e-4"
+    )
     code, _, err = run(["train", "--recipe", tmp_path / "nope.py", "--dry-run"], capsys)
     assert code == 1 and "training recipe not found" in err and "--recipe" in err
 
@@ -159,8 +213,21 @@ def test_eval_calls_the_evaluator_lazily(tiny_backbone, tmp_path, capsys, monkey
         return results_json(mode=mode)
 
     monkeypatch.setattr(hf_simskip.evaluation, "evaluate", fake_evaluate)
-    code, out, err = run(["eval", "--model", tmp_path / "m", "--tasks", "CR", "MR", "--mode", "fast",
-                          "--output", tmp_path / "m" / "eval_results.json"], capsys)
+    code, out, err = run(
+        [
+            "eval",
+            "--model",
+            tmp_path / "m",
+            "--tasks",
+            "CR",
+            "MR",
+            "--mode",
+            "fast",
+            "--output",
+            tmp_path / "m" / "eval_results.json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert seen == {"shape": (2, 32), "tasks": ["CR", "MR"], "mode": "fast", "seed": 1111}
     saved = json.loads((tmp_path / "m" / "eval_results.json").read_text())

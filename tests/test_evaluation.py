@@ -1,14 +1,13 @@
 """SentEval-protocol evaluation: loaders on the real files, protocol parity with the sklearn
 re-statement of SentEval on small slices, synthetic data, JSON schema, bad input."""
+
 import json
-import shutil
 import zlib
 
 import numpy as np
 import pytest
 
-from hf_simskip.evaluation import TASKS, evaluate, format_table, load_task, lookup_encoder, unique_sentences
-from hf_simskip.evaluation import reference
+from hf_simskip.evaluation import TASKS, evaluate, format_table, load_task, lookup_encoder, reference, unique_sentences
 from hf_simskip.evaluation.tasks import TASK_FILES, as_sentence
 from hf_simskip.paths import resolve_data_dir
 
@@ -35,10 +34,17 @@ def small_data(tmp_path_factory):
 
 # SentEval splits binary files with str.splitlines(), which also breaks on latin-1 \x85 (NEL): MR and
 # SUBJ yield 23 and 21 more "sentences" than `wc -l` counts. The original does the same, so we keep it.
-EXPECTED = {"CR": {"all": 2407 + 1368}, "MPQA": {"all": 3312 + 7294}, "MR": {"all": 5331 + 5331 + 23},
-            "SUBJ": {"all": 5000 + 5000 + 21}, "TREC": {"train": 5452, "test": 500},
-            "SST2": {"train": 67349, "dev": 872, "test": 1821}, "MRPC": {"train": 4076, "test": 1725},
-            "STSB": {"train": 5749, "dev": 1500, "test": 1379}, "SICKR": {"train": 4500, "dev": 500, "test": 4927}}
+EXPECTED = {
+    "CR": {"all": 2407 + 1368},
+    "MPQA": {"all": 3312 + 7294},
+    "MR": {"all": 5331 + 5331 + 23},
+    "SUBJ": {"all": 5000 + 5000 + 21},
+    "TREC": {"train": 5452, "test": 500},
+    "SST2": {"train": 67349, "dev": 872, "test": 1821},
+    "MRPC": {"train": 4076, "test": 1725},
+    "STSB": {"train": 5749, "dev": 1500, "test": 1379},
+    "SICKR": {"train": 4500, "dev": 500, "test": 4927},
+}
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -85,12 +91,15 @@ def test_encode_once_sorted_unique(small_data):
     assert calls[0] == unique_sentences(tasks)
 
 
-@pytest.mark.parametrize("bad, err, match", [
-    (lambda s: hash_encode(s)[:-1], ValueError, "rows for"),
-    (lambda s: np.full((len(s), 4), np.nan), ValueError, "NaN"),
-    (lambda s: hash_encode(s)[:, 0], ValueError, "2-D"),
-    (lambda s: "nope", TypeError, "numeric"),
-])
+@pytest.mark.parametrize(
+    "bad, err, match",
+    [
+        (lambda s: hash_encode(s)[:-1], ValueError, "rows for"),
+        (lambda s: np.full((len(s), 4), np.nan), ValueError, "NaN"),
+        (lambda s: hash_encode(s)[:, 0], ValueError, "2-D"),
+        (lambda s: "nope", TypeError, "numeric"),
+    ],
+)
 def test_bad_encode(small_data, bad, err, match):
     with pytest.raises(err, match=match):
         evaluate(bad, tasks=["CR"], data_dir=small_data, mode="fast", show_progress_bar=False)
@@ -132,8 +141,9 @@ def test_synthetic_separable_near_100(small_data):
 
 
 def test_json_schema_and_table(small_data, tmp_path):
-    res = evaluate(hash_encode, tasks=["CR", "MRPC", "STSB", "SICKR"], data_dir=small_data, mode="fast",
-                   show_progress_bar=False)
+    res = evaluate(
+        hash_encode, tasks=["CR", "MRPC", "STSB", "SICKR"], data_dir=small_data, mode="fast", show_progress_bar=False
+    )
     res = json.loads(json.dumps(res))  # JSON-serialisable
     assert set(res) == {"tasks", "protocol", "avg"}
     assert {"acc", "n", "ndev", "ntest"} <= set(res["tasks"]["CR"])
@@ -165,18 +175,40 @@ def test_lookup_encoder_errors(tmp_path):
 def test_scripts_end_to_end(small_data, tmp_path):
     import subprocess
     import sys
+
     tasks = [load_task(t, small_data) for t in ["CR", "STSB"]]
     sents = unique_sentences(tasks)
     np.savez(tmp_path / "e.npz", sentences=np.array(sents), embeddings=hash_encode(sents).astype(np.float32))
     out = tmp_path / "r.json"
-    run = subprocess.run([sys.executable, "eval/senteval.py", "--embeddings", str(tmp_path / "e.npz"), "--tasks",
-                          "CR", "STSB", "--mode", "fast", "--data-dir", str(small_data), "--output", str(out)],
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "eval/senteval.py",
+            "--embeddings",
+            str(tmp_path / "e.npz"),
+            "--tasks",
+            "CR",
+            "STSB",
+            "--mode",
+            "fast",
+            "--data-dir",
+            str(small_data),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "CR" in run.stdout and "Avg" in run.stdout
     assert json.loads(out.read_text())["protocol"]["mode"] == "fast"
     png = tmp_path / "c.png"
-    subprocess.run([sys.executable, "eval/compare.py", str(out), str(out), "--labels", "a", "b",
-                    "--output", str(png)], capture_output=True, text=True, check=True)
+    subprocess.run(
+        [sys.executable, "eval/compare.py", str(out), str(out), "--labels", "a", "b", "--output", str(png)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert png.stat().st_size > 1000
 
 
@@ -189,9 +221,25 @@ def test_senteval_script_scores_a_saved_simskip_folder(small_data, tiny_backbone
 
     SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean").save_pretrained(tmp_path / "m")
     out = tmp_path / "r.json"
-    run = subprocess.run([sys.executable, "eval/senteval.py", "--model", str(tmp_path / "m"), "--tasks", "STSB",
-                          "--mode", "fast", "--data-dir", str(small_data), "--output", str(out)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "eval/senteval.py",
+            "--model",
+            str(tmp_path / "m"),
+            "--tasks",
+            "STSB",
+            "--mode",
+            "fast",
+            "--data-dir",
+            str(small_data),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())
     assert set(result["tasks"]) == {"STSB"} and -100 <= result["tasks"]["STSB"]["spearman"] <= 100

@@ -1,4 +1,5 @@
 """The download command against a local http.server mirroring SentEval's data layout."""
+
 import functools
 import hashlib
 import http.server
@@ -30,8 +31,10 @@ def server(tmp_path):
 def test_download_from_mirror(server, tmp_path):
     url, root = server
     out = tmp_path / "data"
-    checksums = {rel: hashlib.sha256((root / "downstream" / rel).read_bytes()).hexdigest()
-                 for rel in TASK_FILES["CR"] + TASK_FILES["TREC"]}
+    checksums = {
+        rel: hashlib.sha256((root / "downstream" / rel).read_bytes()).hexdigest()
+        for rel in TASK_FILES["CR"] + TASK_FILES["TREC"]
+    }
     dl.main(["--data-dir", str(out), "--base-url", url, "--tasks", "CR", "TREC"])  # built-in checksums
     for rel, sha in checksums.items():
         assert hashlib.sha256((out / "downstream" / rel).read_bytes()).hexdigest() == sha

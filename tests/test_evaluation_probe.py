@@ -1,4 +1,5 @@
 """The batched probe solves sklearn's LogisticRegression problem, at any feature scale."""
+
 import numpy as np
 import pytest
 import torch
@@ -16,8 +17,7 @@ def _data(K, n=600, d=24, seed=0):
     return X, y
 
 
-@pytest.mark.parametrize("K, scale", [(2, 1.0), (2, 100.0), (4, 1.0),
-                                      pytest.param(4, 100.0, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("K, scale", [(2, 1.0), (2, 100.0), (4, 1.0), pytest.param(4, 100.0, marks=pytest.mark.slow)])
 def test_same_optimum_as_sklearn(K, scale):
     X, y = _data(K)
     X = X * scale
@@ -38,8 +38,14 @@ def test_same_optimum_as_sklearn(K, scale):
 def test_unconverged_is_reported(caplog):
     X, y = _data(2)
     with caplog.at_level("WARNING"):
-        fit = fit_logistic(torch.tensor(X * 1000), torch.tensor(y), torch.ones(1, len(y), dtype=torch.bool),
-                           torch.tensor([[1e6]]), 2, max_iter=1)
+        fit = fit_logistic(
+            torch.tensor(X * 1000),
+            torch.tensor(y),
+            torch.ones(1, len(y), dtype=torch.bool),
+            torch.tensor([[1e6]]),
+            2,
+            max_iter=1,
+        )
     assert not bool(fit.converged.all())
     assert "did not converge" in caplog.text
 
@@ -49,6 +55,7 @@ def test_rescaled_embeddings(tmp_path):
     which is not scale invariant): still converges, and answers stay close."""
     from hf_simskip.evaluation import load_task
     from hf_simskip.paths import resolve_data_dir
+
     task = load_task("CR", resolve_data_dir())
     sents, labels = task.splits["all"].sentences, task.splits["all"].labels
     rng = np.random.default_rng(0)
@@ -74,7 +81,7 @@ def test_regularisation_path_any_order():
     Cs = torch.tensor([[16.0, 0.5, 2.0]], dtype=torch.float64)
     path = fit_logistic(torch.tensor(X), torch.tensor(y), masks, Cs, 3)
     for g in range(3):
-        alone = fit_logistic(torch.tensor(X), torch.tensor(y), masks, Cs[:, g:g + 1], 3)
+        alone = fit_logistic(torch.tensor(X), torch.tensor(y), masks, Cs[:, g : g + 1], 3)
         w = alone.weights[0, 0]
         torch.testing.assert_close(path.weights[0, g], w, rtol=0, atol=1e-4 * float(w.abs().max()))
     assert bool(path.converged.all())

@@ -1,4 +1,5 @@
 """prepare/batcher for the original SentEval (senteval.engine.SE)."""
+
 import numpy as np
 import pytest
 
@@ -27,6 +28,7 @@ def test_batcher_joins_tokens_like_senteval_users():
 def test_with_original_senteval(tmp_path):
     senteval = pytest.importorskip("senteval")
     from hf_simskip.paths import resolve_data_dir
+
     params = {"task_path": str(resolve_data_dir()), "usepytorch": False, "kfold": 2, "model": _Model()}
     se = senteval.engine.SE(params, batcher, prepare)
     res = se.eval(["TREC"])

@@ -1,6 +1,6 @@
 """recipes/train_simcse_skip.py: arguments (YAML < CLI, validation) and a real `accelerate launch` smoke run."""
+
 import dataclasses
-import importlib.util
 import os
 import subprocess
 import sys
@@ -8,32 +8,39 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers_tiny import REPO, SCRIPT, write_corpus
+
+from hf_simskip.training import HeadTrainingArguments
+
+from utils import REPO, SCRIPT, write_corpus
 
 RECIPES = REPO / "recipes"
 
 
 @pytest.fixture()
-def recipe(monkeypatch):
-    monkeypatch.syspath_prepend(str(RECIPES))  # the script imports its sibling recipe_args, as under `python script`
-    spec = importlib.util.spec_from_file_location("train_simcse_skip", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def recipe():
+    import train_simcse_skip  # recipes/ is on the test path (pyproject), as the script's own folder is for python
+
+    return train_simcse_skip
 
 
-def test_default_yaml_mirrors_the_dataclass_defaults(recipe):
+def test_recipe_arguments_are_derived_from_their_owners(recipe):
+    from hf_simskip import SimSkipConfig
+    from hf_simskip.models.simskip.configuration_simskip import BACKBONE_FIELDS
+
     import recipe_args
 
-    values = yaml.safe_load((RECIPES / "configs" / "default.yaml").read_text())
-    defaults = {f.name: f.default for cls in recipe_args.DATACLASSES for f in dataclasses.fields(cls)}
-    mismatched = {k: (v, defaults[k]) for k, v in values.items() if defaults[k] != v}
-    assert not mismatched, f"default.yaml disagrees with the dataclass defaults: {mismatched}"
+    model_fields = {f.name: f for f in dataclasses.fields(recipe_args.ModelArguments)}
+    assert set(model_fields) == {"model_name_or_path", "revision"} | (
+        set(SimSkipConfig.field_names()) - set(BACKBONE_FIELDS)
+    )
+    assert all(f.default is None for f in model_fields.values())  # None: SimSkipConfig decides
+    assert model_fields["dropout"].metadata["help"].startswith("dropout of the two layers")  # from the config docs
+    assert recipe_args.DATACLASSES[2] is HeadTrainingArguments  # the training owner itself, not a copy
     m, d, t, r = recipe_args.parse_args([])
-    assert (t.augmentation, t.mask_ratio, t.noise_variance, t.temperature, t.learning_rate) == \
-        ("mask+noise", 0.2, 0.13, 0.1, 1e-3)
-    assert (t.per_device_train_batch_size, t.num_train_epochs, t.weight_decay, t.warmup_ratio) == (256, 3.0, 0.0, 0.05)
-    assert (m.dropout, m.zero_init, m.model_name_or_path) == (0.1, True, None)
+    assert t == HeadTrainingArguments()  # no implicit YAML: the defaults are the owners' defaults
+    assert recipe_args.config_kwargs(m) == {}
+    m, _, _, _ = recipe_args.parse_args(["--zero_init", "false", "--hidden_dims", "8", "32", "--max_seq_length", "64"])
+    assert recipe_args.config_kwargs(m) == {"zero_init": False, "hidden_dims": [8, 32], "max_seq_length": 64}
 
 
 def test_every_config_parses_and_cli_overrides_yaml(recipe):
@@ -44,7 +51,7 @@ def test_every_config_parses_and_cli_overrides_yaml(recipe):
     m, d, t, r = recipe_args.parse_args(["--config", str(RECIPES / "configs/noise.yaml"), "--noise_variance", "0.5"])
     assert t.augmentation == "noise" and t.noise_variance == 0.5
     m, d, t, r = recipe_args.parse_args(["--config", str(RECIPES / "configs/simcse_bert_base.yaml")])
-    assert (m.pooling, m.embedding_dim, r.lr_grid) == ("cls_before_pooler", 768, [1e-3, 3e-4, 3e-5, 1e-5])
+    assert (m.pooling, m.embedding_dim, m.max_seq_length) == ("cls_before_pooler", 768, 32)
     for name in ("cpu_2proc", "single_gpu_bf16", "multi_gpu"):  # launch configs hold no hyper-parameters
         launch = yaml.safe_load((RECIPES / "accelerate" / f"{name}.yaml").read_text())
         assert "distributed_type" in launch and "learning_rate" not in launch
@@ -70,9 +77,23 @@ def test_bad_arguments_fail_before_any_work(recipe, tmp_path, monkeypatch):
 
 
 def _tiny_args(backbone, corpus, tmp_path, *extra):
-    return ["--model_name_or_path", backbone, "--pooling", "mean", "--train_file", str(corpus),
-            "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
-            "--per_device_train_batch_size", "16", "--report_to", "none", *extra]
+    return [
+        "--model_name_or_path",
+        backbone,
+        "--pooling",
+        "mean",
+        "--train_file",
+        str(corpus),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--per_device_train_batch_size",
+        "16",
+        "--report_to",
+        "none",
+        *extra,
+    ]
 
 
 def test_bad_corpus_and_dimension_errors(recipe, tiny_backbone, tmp_path):
@@ -93,28 +114,81 @@ def test_dropout_positives_cache_a_dropout_view_beside_the_clean_one(recipe, tin
     import json
 
     corpus = write_corpus(tmp_path / "c.txt", 64)
-    metrics = recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--max_steps", "3",
-                                     "--positives", "dropout", "--augmentation", "none"))
+    metrics = recipe.main(
+        _tiny_args(
+            tiny_backbone,
+            corpus,
+            tmp_path,
+            "--dev_signal",
+            "none",
+            "--max_steps",
+            "3",
+            "--positives",
+            "dropout",
+            "--augmentation",
+            "none",
+        )
+    )
     assert metrics["global_step"] == 3 and metrics["args"]["positives"] == "dropout"
     record = json.loads((tmp_path / "out" / "corpus.json").read_text())
     clean, dropout = Path(record["embedding_cache"]["path"]), Path(record["dropout_cache"]["path"])
     assert clean.parent == dropout.parent and dropout.name.startswith("corpus-dropout-")
     assert record["dropout_cache"]["key"] != record["embedding_cache"]["key"]
-    again = recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--max_steps", "3",
-                                   "--positives", "dropout", "--augmentation", "none", "--output_dir",
-                                   str(tmp_path / "out2")))
+    again = recipe.main(
+        _tiny_args(
+            tiny_backbone,
+            corpus,
+            tmp_path,
+            "--dev_signal",
+            "none",
+            "--max_steps",
+            "3",
+            "--positives",
+            "dropout",
+            "--augmentation",
+            "none",
+            "--output_dir",
+            str(tmp_path / "out2"),
+        )
+    )
     assert again["corpus"]["dropout_cache"]["reused"] and again["train_loss"] == metrics["train_loss"]
 
 
 def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt", 64)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT),
-           *_tiny_args(tiny_backbone, corpus, tmp_path, "--num_train_epochs", "2", "--eval_steps", "2",
-                       "--checkpointing_steps", "3", "--report_to", "tensorboard",
-                       "--max_dev_pairs", "200")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--cpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(SCRIPT),
+        *_tiny_args(
+            tiny_backbone,
+            corpus,
+            tmp_path,
+            "--num_train_epochs",
+            "2",
+            "--eval_steps",
+            "2",
+            "--checkpointing_steps",
+            "3",
+            "--report_to",
+            "tensorboard",
+            "--max_dev_pairs",
+            "200",
+        ),
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "***** Running training *****" in proc.stderr and "Total optimization steps = 8" in proc.stderr
     out = tmp_path / "out"
@@ -127,10 +201,12 @@ def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
     assert yaml.safe_load((out / "training_config.yaml").read_text())["pooling"] == "mean"
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_6"
     assert list((out / "simskip").glob("events.out.tfevents.*")) or list(out.rglob("events.out.tfevents.*"))
-    import hf_simskip  # noqa: F401  (registers simskip with AutoModel)
     from transformers import AutoModel
+
+    import hf_simskip  # noqa: F401  (registers simskip with AutoModel)
 
     model = AutoModel.from_pretrained(out / "final")
     emb = model.encode(["the movie was good", "what is a film"])
     assert emb.shape == (2, 32) and model.head.feature_std.abs().sum() > 0
-    assert (model.config.augmentation, model.config.encoder_name_or_path) == ("mask+noise", tiny_backbone)
+    assert model.config.encoder_name_or_path == tiny_backbone
+    assert yaml.safe_load((out / "training_config.yaml").read_text())["augmentation"] == "mask+noise"

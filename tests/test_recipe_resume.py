@@ -1,30 +1,70 @@
 """The recipe end to end: SIGKILL after step k, resume from `latest`, same final weights as an
 uninterrupted run; and stage 0 (SimCSE) feeds the cache key. Slow: several full script runs."""
+
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from helpers_tiny import SCRIPT, write_corpus
 from safetensors.torch import load_file
+
+from utils import SCRIPT, write_corpus
 
 pytestmark = pytest.mark.slow
 
 
-def run(backbone, corpus, tmp_path, out, *extra):
-    cmd = [sys.executable, str(SCRIPT), "--model_name_or_path", backbone, "--pooling", "mean",
-           "--train_file", str(corpus), "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(out),
-           "--per_device_train_batch_size", "16", "--num_train_epochs", "3", "--dev_signal", "none",
-           "--report_to", "none", "--checkpointing_steps", "2", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+# the recipe, run with its train_head wrapped so that the process SIGKILLs itself right after step k
+KILLED_AFTER = """
+import os, signal, sys
+import train_simcse_skip as recipe
+from hf_simskip.training import train_head
+
+def kill_after(step, state):
+    if step == int(os.environ["KILL_AFTER_STEP"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+recipe.train_head = lambda *args, **kwargs: train_head(*args, step_callback=kill_after, **kwargs)
+recipe.main(sys.argv[1:])
+"""
+
+
+def run(backbone, corpus, tmp_path, out, *extra, kill_after: int | None = None):
+    launch = [str(SCRIPT)] if kill_after is None else ["-c", KILLED_AFTER]
+    cmd = [
+        sys.executable,
+        *launch,
+        "--model_name_or_path",
+        backbone,
+        "--pooling",
+        "mean",
+        "--train_file",
+        str(corpus),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--output_dir",
+        str(out),
+        "--per_device_train_batch_size",
+        "16",
+        "--num_train_epochs",
+        "3",
+        "--dev_signal",
+        "none",
+        "--report_to",
+        "none",
+        "--checkpointing_steps",
+        "2",
+        *extra,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(SCRIPT.parent), "KILL_AFTER_STEP": str(kill_after)}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_recipe_resume_after_sigkill_matches_uninterrupted(tiny_backbone, tmp_path):
     corpus = write_corpus(tmp_path / "c.txt", 80)  # 5 batches/epoch, 15 steps: the kill lands mid-epoch 2
     ref = run(tiny_backbone, corpus, tmp_path, tmp_path / "ref")
     assert ref.returncode == 0, ref.stderr[-2000:]
-    killed = run(tiny_backbone, corpus, tmp_path, tmp_path / "run", "--kill_after_step", "9")
+    killed = run(tiny_backbone, corpus, tmp_path, tmp_path / "run", kill_after=9)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert "reusing the embedding cache" in killed.stderr  # stage 1 ran once for both
     resumed = run(tiny_backbone, corpus, tmp_path, tmp_path / "run", "--resume_from_checkpoint", "latest")
@@ -38,8 +78,18 @@ def test_recipe_resume_after_sigkill_matches_uninterrupted(tiny_backbone, tmp_pa
 
 def test_stage0_simcse_changes_the_cache_key(tiny_backbone, tmp_path):
     corpus = write_corpus(tmp_path / "c.txt", 32)
-    proc = run(tiny_backbone, corpus, tmp_path, tmp_path / "s0", "--simcse_steps", "3", "--simcse_batch_size", "8",
-               "--checkpointing_steps", "0")
+    proc = run(
+        tiny_backbone,
+        corpus,
+        tmp_path,
+        tmp_path / "s0",
+        "--simcse_steps",
+        "3",
+        "--simcse_batch_size",
+        "8",
+        "--checkpointing_steps",
+        "0",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     import json
 
@@ -51,11 +101,36 @@ def test_stage0_simcse_changes_the_cache_key(tiny_backbone, tmp_path):
 def test_recipe_with_two_cpu_processes(tiny_backbone, tmp_path):
     """The script under torchrun (2 CPU processes, gloo): sharded stage 1, DDP head, per-rank RNG files."""
     corpus = write_corpus(tmp_path / "c.txt", 64)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
-           str(SCRIPT), "--model_name_or_path", tiny_backbone, "--pooling", "mean", "--train_file", str(corpus),
-           "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
-           "--per_device_train_batch_size", "8", "--num_train_epochs", "2", "--checkpointing_steps", "3",
-           "--max_dev_pairs", "100", "--report_to", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29547",
+        str(SCRIPT),
+        "--model_name_or_path",
+        tiny_backbone,
+        "--pooling",
+        "mean",
+        "--train_file",
+        str(corpus),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--per_device_train_batch_size",
+        "8",
+        "--num_train_epochs",
+        "2",
+        "--checkpointing_steps",
+        "3",
+        "--max_dev_pairs",
+        "100",
+        "--report_to",
+        "none",
+    ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

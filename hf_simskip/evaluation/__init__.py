@@ -1,14 +1,28 @@
 """SentEval-protocol evaluation of sentence encoders.
 
-    from hf_simskip.evaluation import evaluate, format_table
-    results = evaluate(model.encode, tasks=["CR", "MR"], mode="fast")
-    print(format_table(results))
+from hf_simskip.evaluation import evaluate, format_table
+results = evaluate(model.encode, tasks=["CR", "MR"], mode="fast")
+print(format_table(results))
 """
-from .encoders import LookupEncoder, batcher, lookup_encoder, prepare
+
+from .encoders import LookupEncoder, batcher, load_encoder, lookup_encoder, prepare
 from .evaluator import evaluate
 from .report import format_table, load_results, save_results
 from .tasks import STS_TASKS, TASKS, TRANSFER_TASKS, load_task, unique_sentences
 
-__all__ = ["evaluate", "format_table", "TASKS", "TRANSFER_TASKS", "STS_TASKS", "lookup_encoder",
-           "LookupEncoder", "prepare", "batcher", "load_task", "unique_sentences", "save_results",
-           "load_results"]
+__all__ = [
+    "evaluate",
+    "format_table",
+    "TASKS",
+    "TRANSFER_TASKS",
+    "STS_TASKS",
+    "lookup_encoder",
+    "load_encoder",
+    "LookupEncoder",
+    "prepare",
+    "batcher",
+    "load_task",
+    "unique_sentences",
+    "save_results",
+    "load_results",
+]

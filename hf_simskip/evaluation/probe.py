@@ -20,6 +20,7 @@ Convergence is judged per problem by the Newton decrement and the largest gradie
 relative to ``C * n_f`` (the loss sum); problems that stop unconverged are logged as a warning
 and flagged (ProbeFit.converged), never hidden. The same code runs on CPU and GPU.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ProbeFit:
-    weights: torch.Tensor     # (F, G, p, K): p = d + 1 (last row: intercept), K = 1 (binary) or classes
-    converged: torch.Tensor   # (F, G) bool
+    weights: torch.Tensor  # (F, G, p, K): p = d + 1 (last row: intercept), K = 1 (binary) or classes
+    converged: torch.Tensor  # (F, G) bool
     iterations: int
 
     def decision(self, X: torch.Tensor) -> torch.Tensor:
@@ -59,30 +60,33 @@ class _Problems:
     """
 
     def __init__(self, X, y, masks, Cs, nclasses):
-        self.xa = _augment(X)                                   # (n, p)
+        self.xa = _augment(X)  # (n, p)
         self.n, self.p = self.xa.shape
-        self.masks = masks.to(X.dtype)                          # (F, n)
-        self.Cs = Cs.to(X.dtype)                                # (F, G)
+        self.masks = masks.to(X.dtype)  # (F, n)
+        self.Cs = Cs.to(X.dtype)  # (F, G)
         self.F, self.G = self.Cs.shape
         self.K = 1 if nclasses == 2 else nclasses
         if self.K == 1:
-            self.Y = y.to(X.dtype)[:, None, None, None]          # (n, 1, 1, 1)
+            self.Y = y.to(X.dtype)[:, None, None, None]  # (n, 1, 1, 1)
         else:
             self.Y = torch.nn.functional.one_hot(y, nclasses).to(X.dtype)[:, None, None, :]  # (n, 1, 1, K)
         self.reg = torch.ones(self.p, 1, 1, 1, dtype=X.dtype, device=X.device)
-        self.reg[-1] = 0.0                                       # intercept not penalised
+        self.reg[-1] = 0.0  # intercept not penalised
         self.weight = (self.masks.T[:, :, None] * self.Cs[None]).unsqueeze(-1)  # (n, F, G, 1): C * m
-        self.scale = self.Cs * self.masks.sum(1, keepdim=True)   # (F, G): C * n_f, the loss scale
+        self.scale = self.Cs * self.masks.sum(1, keepdim=True)  # (F, G): C * n_f, the loss scale
         self._preconditioner()
 
     def _preconditioner(self) -> None:
         # one eigendecomposition of the (row-averaged) Gram matrix serves every fold and C
         xa = self.xa.double()
-        evals, evecs = torch.linalg.eigh(xa.T @ xa / self.n)    # (p,), (p, p)
+        evals, evecs = torch.linalg.eigh(xa.T @ xa / self.n)  # (p,), (p, p)
         self.evals = evals.clamp_min(0).to(self.xa.dtype)
         self.evecs = evecs.to(self.xa.dtype)
-        self.set_curvature(torch.full((self.F, self.G, self.K), 0.25 if self.K == 1 else 0.5,
-                                      dtype=self.xa.dtype, device=self.xa.device))
+        self.set_curvature(
+            torch.full(
+                (self.F, self.G, self.K), 0.25 if self.K == 1 else 0.5, dtype=self.xa.dtype, device=self.xa.device
+            )
+        )
 
     def set_curvature(self, curv) -> None:
         """Block-diagonal preconditioner (curv_k * C * n_f * Gram/n + I)^-1 per class k, with curv
@@ -92,7 +96,7 @@ class _Problems:
         self.pre_scale = 1.0 / (lam + 1.0)
 
     def curvature(self, prob):  # mean Hessian diagonal weight per class over training rows, (F, G, K)
-        d = (self.weight * (prob * (1 - prob))).sum(0)           # (F, G, K)
+        d = (self.weight * (prob * (1 - prob))).sum(0)  # (F, G, K)
         if self.K > 1:  # softmax: one curvature for all classes (per-class blocks stalled CG on TREC)
             d = d.mean(-1, keepdim=True).expand_as(d)
         return (d / self.scale[..., None].to(d.dtype)).clamp_min(1e-6)
@@ -167,9 +171,17 @@ def _pcg(prob_obj: _Problems, prob, grad, active, max_iter: int):
     return x
 
 
-def fit_logistic(X: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, Cs: torch.Tensor,
-                 nclasses: int, tol: float = 1e-9, gtol: float = 1e-6, max_iter: int = 100,
-                 cg_iter: int = 100) -> ProbeFit:
+def fit_logistic(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    masks: torch.Tensor,
+    Cs: torch.Tensor,
+    nclasses: int,
+    tol: float = 1e-9,
+    gtol: float = 1e-6,
+    max_iter: int = 100,
+    cg_iter: int = 100,
+) -> ProbeFit:
     """Fit F x G logistic regressions at once.
 
     X (n, d) float features; y (n,) int labels in [0, nclasses); masks (F, n) bool, the training rows
@@ -178,8 +190,10 @@ def fit_logistic(X: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, Cs: torc
     log-loss; ``gtol`` bounds the largest gradient entry per unit of loss scale. Returns a ProbeFit; unconverged problems are logged as a warning and flagged.
     """
     if X.ndim != 2 or masks.ndim != 2 or Cs.ndim != 2 or masks.shape[1] != X.shape[0]:
-        raise ValueError(f"expected X (n, d), masks (F, n), Cs (F, G); got X {tuple(X.shape)}, "
-                         f"masks {tuple(masks.shape)}, Cs {tuple(Cs.shape)}")
+        raise ValueError(
+            f"expected X (n, d), masks (F, n), Cs (F, G); got X {tuple(X.shape)}, "
+            f"masks {tuple(masks.shape)}, Cs {tuple(Cs.shape)}"
+        )
     if masks.shape[0] != Cs.shape[0]:
         raise ValueError(f"masks and Cs need the same number of folds, got {masks.shape[0]} and {Cs.shape[0]}")
     # regularisation path: solve one grid column at a time in increasing C, each warm-started
@@ -188,13 +202,17 @@ def fit_logistic(X: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, Cs: torc
     W = None
     weights, conv, iters = [None] * Cs.shape[1], [None] * Cs.shape[1], 0
     for g in order:
-        obj = _Problems(X, y, masks, Cs[:, g:g + 1], nclasses)
+        obj = _Problems(X, y, masks, Cs[:, g : g + 1], nclasses)
         W, conv[g], it = _newton(obj, W, tol, gtol, max_iter, cg_iter)
         weights[g], iters = W, max(iters, it)
     W, converged = torch.cat(weights, dim=2), torch.cat(conv, dim=1)
     if not bool(converged.all()):
-        logger.warning("logistic probe: %d of %d problems did not converge in %d Newton iterations",
-                       int((~converged).sum()), converged.numel(), max_iter)
+        logger.warning(
+            "logistic probe: %d of %d problems did not converge in %d Newton iterations",
+            int((~converged).sum()),
+            converged.numel(),
+            max_iter,
+        )
     return ProbeFit(W.permute(1, 2, 0, 3).contiguous(), converged, iters)
 
 
@@ -203,7 +221,7 @@ def _newton(obj: _Problems, W, tol, gtol, max_iter, cg_iter):
         W = torch.zeros(obj.p, obj.F, obj.G, obj.K, dtype=obj.xa.dtype, device=obj.xa.device)
     converged = torch.zeros(obj.F, obj.G, dtype=torch.bool, device=W.device)
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         value, grad, prob = obj.value_and_grad(W)
         gmax = grad.abs().amax((0, 3)) / obj.scale
         converged |= gmax < gtol
@@ -212,7 +230,7 @@ def _newton(obj: _Problems, W, tol, gtol, max_iter, cg_iter):
             break
         obj.set_curvature(obj.curvature(prob))
         step = _pcg(obj, prob, grad, active, cg_iter)
-        decrement = -_dot(grad, step)                             # Newton decrement^2 (>= 0)
+        decrement = -_dot(grad, step)  # Newton decrement^2 (>= 0)
         converged |= active & (decrement / obj.scale < tol)
         W = _line_search(obj, W, step, value, decrement, active)
         if obj.K > 1:  # softmax intercepts are defined up to a constant: keep them centred

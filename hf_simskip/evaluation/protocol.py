@@ -8,6 +8,7 @@
 Like SentEval: StratifiedKFold(k, shuffle=True, random_state=seed), scores rounded to two decimals
 before the argmax (ties go to the smaller C), per-fold test accuracies rounded before averaging.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from .probe import fit_logistic
 
-GRID_INNER = [2.0 ** t for t in range(-2, 4, 1)]
-GRID_KFOLD = [2.0 ** t for t in range(-1, 6, 1)]
+GRID_INNER = [2.0**t for t in range(-2, 4, 1)]
+GRID_KFOLD = [2.0**t for t in range(-1, 6, 1)]
 
 
 class ProbeRunner:
@@ -29,13 +30,23 @@ class ProbeRunner:
         self.records: list[dict] = []
 
     def fit(self, X, y, masks, Cs, nclasses, label):
-        fit = fit_logistic(torch.as_tensor(X, dtype=self.dtype, device=self.device),
-                           torch.as_tensor(y, dtype=torch.long, device=self.device),
-                           torch.as_tensor(masks, device=self.device),
-                           torch.as_tensor(Cs, dtype=self.dtype, device=self.device),
-                           nclasses, tol=self.tol, max_iter=self.max_iter)
-        self.records.append({"fit": label, "problems": int(fit.converged.numel()),
-                             "unconverged": int((~fit.converged).sum()), "newton_iterations": fit.iterations})
+        fit = fit_logistic(
+            torch.as_tensor(X, dtype=self.dtype, device=self.device),
+            torch.as_tensor(y, dtype=torch.long, device=self.device),
+            torch.as_tensor(masks, device=self.device),
+            torch.as_tensor(Cs, dtype=self.dtype, device=self.device),
+            nclasses,
+            tol=self.tol,
+            max_iter=self.max_iter,
+        )
+        self.records.append(
+            {
+                "fit": label,
+                "problems": int(fit.converged.numel()),
+                "unconverged": int((~fit.converged).sum()),
+                "newton_iterations": fit.iterations,
+            }
+        )
         return fit
 
     def predict(self, fit, X):
@@ -59,18 +70,21 @@ def inner_kfold(runner: ProbeRunner, X, y, k: int, seed: int, label: str) -> dic
     inner_masks, inner_tests = [], []
     for train_idx, _ in outer:
         for in_train, in_test in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(
-                X[train_idx], y[train_idx]):
+            X[train_idx], y[train_idx]
+        ):
             mask = np.zeros(n, bool)
             mask[train_idx[in_train]] = True
             inner_masks.append(mask)
             inner_tests.append(train_idx[in_test])
     grid = np.array(GRID_INNER)
     fit = runner.fit(X, y, np.stack(inner_masks), np.tile(grid, (len(inner_masks), 1)), 2, label + "/inner")
-    pred = runner.predict(fit, X)                                    # (k*k, G, n)
+    pred = runner.predict(fit, X)  # (k*k, G, n)
     chosen, devs = [], []
     for o in range(k):
-        scores = [np.mean([_acc(pred[o * k + i, g, inner_tests[o * k + i]], y[inner_tests[o * k + i]])
-                           for i in range(k)]) for g in range(len(grid))]
+        scores = [
+            np.mean([_acc(pred[o * k + i, g, inner_tests[o * k + i]], y[inner_tests[o * k + i]]) for i in range(k)])
+            for g in range(len(grid))
+        ]
         c, dev = _pick(scores, GRID_INNER)
         chosen.append(c)
         devs.append(dev)
@@ -78,10 +92,14 @@ def inner_kfold(runner: ProbeRunner, X, y, k: int, seed: int, label: str) -> dic
     for o, (train_idx, _) in enumerate(outer):
         outer_masks[o, train_idx] = True
     fit = runner.fit(X, y, outer_masks, np.array(chosen)[:, None], 2, label + "/outer")
-    pred = runner.predict(fit, X)[:, 0]                              # (k, n)
+    pred = runner.predict(fit, X)[:, 0]  # (k, n)
     tests = [round(100 * _acc(pred[o, test_idx], y[test_idx]), 2) for o, (_, test_idx) in enumerate(outer)]
-    return {"acc": round(float(np.mean(tests)), 2), "devacc": round(float(np.mean(devs)), 2),
-            "C": chosen, "fold_acc": tests}
+    return {
+        "acc": round(float(np.mean(tests)), 2),
+        "devacc": round(float(np.mean(devs)), 2),
+        "C": chosen,
+        "fold_acc": tests,
+    }
 
 
 def kfold(runner: ProbeRunner, Xtr, ytr, Xte, yte, k: int, seed: int, nclasses: int, label: str):
@@ -92,9 +110,8 @@ def kfold(runner: ProbeRunner, Xtr, ytr, Xte, yte, k: int, seed: int, nclasses: 
         masks[f, train_idx] = True
     grid = np.array(GRID_KFOLD)
     fit = runner.fit(Xtr, ytr, masks, np.tile(grid, (k, 1)), nclasses, label + "/kfold")
-    pred = runner.predict(fit, Xtr)                                   # (k, G, n)
-    scores = [np.mean([_acc(pred[f, g, te], ytr[te]) for f, (_, te) in enumerate(folds)])
-              for g in range(len(grid))]
+    pred = runner.predict(fit, Xtr)  # (k, G, n)
+    scores = [np.mean([_acc(pred[f, g, te], ytr[te]) for f, (_, te) in enumerate(folds)]) for g in range(len(grid))]
     c, dev = _pick(scores, GRID_KFOLD)
     fit = runner.fit(Xtr, ytr, np.ones((1, n), bool), np.array([[c]]), nclasses, label + "/final")
     yhat = runner.predict(fit, Xte)[0, 0]
@@ -121,8 +138,11 @@ def mrpc_f1(yhat, y) -> float:
 
 def sts_scores(a, b, gold) -> dict:
     from scipy.stats import pearsonr, spearmanr
+
     an = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
     bn = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
     cos = (an * bn).sum(1)
-    return {"spearman": round(100 * float(spearmanr(cos, gold)[0]), 2),
-            "pearson": round(100 * float(pearsonr(cos, gold)[0]), 2)}
+    return {
+        "spearman": round(100 * float(spearmanr(cos, gold)[0]), 2),
+        "pearson": round(100 * float(pearsonr(cos, gold)[0]), 2),
+    }

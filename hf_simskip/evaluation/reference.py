@@ -3,6 +3,7 @@
 This is what senteval/tools/validation.py does with usepytorch=False, kept here as the yardstick
 for hf_simskip's batched probe (benchmarks/eval_speed.py, tests). It is slow by design.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,14 +55,24 @@ def run_task(task, rows, k: int = 10, seed: int = 1111) -> dict:
     if task.kind == "binary":
         return {"acc": inner_kfold(rows(s["all"].sentences), s["all"].labels, k, seed)}
     if task.name == "TREC":
-        acc, _ = kfold(rows(s["train"].sentences), s["train"].labels, rows(s["test"].sentences),
-                       s["test"].labels, k, seed)
+        acc, _ = kfold(
+            rows(s["train"].sentences), s["train"].labels, rows(s["test"].sentences), s["test"].labels, k, seed
+        )
         return {"acc": acc}
     if task.name == "MRPC":
         f = {key: mrpc_features(rows(v.pairs[0]), rows(v.pairs[1])) for key, v in s.items()}
         acc, yhat = kfold(f["train"], s["train"].labels, f["test"], s["test"].labels, k, seed)
         return {"acc": acc, "f1": mrpc_f1(yhat, s["test"].labels)}
     if task.name == "SST2":
-        return {"acc": split_classifier(rows(s["train"].sentences), s["train"].labels, rows(s["dev"].sentences),
-                                        s["dev"].labels, rows(s["test"].sentences), s["test"].labels, seed)}
+        return {
+            "acc": split_classifier(
+                rows(s["train"].sentences),
+                s["train"].labels,
+                rows(s["dev"].sentences),
+                s["dev"].labels,
+                rows(s["test"].sentences),
+                s["test"].labels,
+                seed,
+            )
+        }
     raise ValueError(f"the sklearn reference covers the transfer tasks only, got {task.name!r}")

@@ -1,10 +1,11 @@
 """Tables and JSON for evaluation results."""
+
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from ..files import write_json
 from .tasks import STS_TASKS, TRANSFER_TASKS
 
 
@@ -32,12 +33,7 @@ def format_table(results: dict) -> str:
 
 def save_results(results: dict, path) -> Path:
     """Write results as JSON atomically (tmp file + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=False))
-    os.replace(tmp, path)
-    return path
+    return write_json(path, results)
 
 
 def load_results(path) -> dict:
@@ -46,6 +42,8 @@ def load_results(path) -> dict:
         raise FileNotFoundError(f"results file {str(path)!r} does not exist")
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or "tasks" not in data:
-        raise ValueError(f"{path}: expected evaluate() JSON with a 'tasks' entry, got keys "
-                         f"{list(data) if isinstance(data, dict) else type(data).__name__}")
+        raise ValueError(
+            f"{path}: expected evaluate() JSON with a 'tasks' entry, got keys "
+            f"{list(data) if isinstance(data, dict) else type(data).__name__}"
+        )
     return data

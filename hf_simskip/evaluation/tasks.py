@@ -5,9 +5,9 @@ tokens, header lines skipped), sorts each split the way SentEval's ``run`` does 
 (that order decides the stratified folds), and turns each token list into the string a SentEval
 batcher would pass to a model: ``' '.join(tokens)``, or ``'.'`` for an empty sentence.
 """
+
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +27,7 @@ TASK_FILES = {
     "TREC": ["TREC/train_5500.label", "TREC/TREC_10.label"],
     "SST2": ["SST/binary/sentiment-train", "SST/binary/sentiment-dev", "SST/binary/sentiment-test"],
     "MRPC": ["MRPC/msr_paraphrase_train.txt", "MRPC/msr_paraphrase_test.txt"],
-    "STSB": ["STS/STSBenchmark/sts-train.csv", "STS/STSBenchmark/sts-dev.csv",
-             "STS/STSBenchmark/sts-test.csv"],
+    "STSB": ["STS/STSBenchmark/sts-train.csv", "STS/STSBenchmark/sts-dev.csv", "STS/STSBenchmark/sts-test.csv"],
     "SICKR": ["SICK/SICK_train.txt", "SICK/SICK_trial.txt", "SICK/SICK_test_annotated.txt"],
 }
 TREC_CLASSES = {"ABBR": 0, "DESC": 1, "ENTY": 2, "HUM": 3, "LOC": 4, "NUM": 5}
@@ -37,6 +36,7 @@ TREC_CLASSES = {"ABBR": 0, "DESC": 1, "ENTY": 2, "HUM": 3, "LOC": 4, "NUM": 5}
 @dataclass
 class Split:
     """One split. ``sentences`` (single-sentence tasks) or ``pairs`` (a, b) with ``labels``."""
+
     labels: np.ndarray
     sentences: list[str] = field(default_factory=list)
     pairs: tuple[list[str], list[str]] | None = None
@@ -86,12 +86,13 @@ def task_path(data_dir: Path, relative: str) -> Path:
             f"missing SentEval data file {str(path)!r} (expected the SentEval layout "
             f"<data_dir>/downstream/{relative}). Get the files with "
             f"`python -m hf_simskip.evaluation.download --data-dir {data_dir}` or point --data-dir / "
-            "$HF_SIMSKIP_DATA at an existing SentEval data folder.")
+            "$HF_SIMSKIP_DATA at an existing SentEval data folder."
+        )
     return path
 
 
 def _read_lines(path: Path, encoding: str) -> list[str]:
-    with io.open(path, "r", encoding=encoding) as f:
+    with open(path, encoding=encoding) as f:
         return f.read().splitlines()
 
 
@@ -104,8 +105,10 @@ def _sorted_split(tokens: list[list[str]], labels: list) -> Split:
 def _sorted_pairs(a: list, b: list, labels: list) -> Split:
     # SentEval (MRPC, SICK, STS-B): key=lambda z: (len(z[0]), len(z[1]), z[2])
     order = sorted(zip(a, b, labels), key=lambda z: (len(z[0]), len(z[1]), z[2]))
-    return Split(labels=np.array([z[2] for z in order]),
-                 pairs=([as_sentence(z[0]) for z in order], [as_sentence(z[1]) for z in order]))
+    return Split(
+        labels=np.array([z[2] for z in order]),
+        pairs=([as_sentence(z[0]) for z in order], [as_sentence(z[1]) for z in order]),
+    )
 
 
 def load_binary(name: str, data_dir: Path) -> TaskData:
@@ -119,12 +122,11 @@ def load_binary(name: str, data_dir: Path) -> TaskData:
 
 def _load_trec_file(path: Path) -> tuple[list, list]:
     tokens, labels = [], []
-    with io.open(path, "r", encoding="latin-1") as f:
+    with open(path, encoding="latin-1") as f:
         for lineno, line in enumerate(f, 1):
             target, sample = line.strip().split(":", 1)
             if target not in TREC_CLASSES:
-                raise ValueError(f"{path}:{lineno}: expected a coarse label in {list(TREC_CLASSES)}, "
-                                 f"got {target!r}")
+                raise ValueError(f"{path}:{lineno}: expected a coarse label in {list(TREC_CLASSES)}, got {target!r}")
             tokens.append(sample.split(" ", 1)[1].split())
             labels.append(TREC_CLASSES[target])
     return tokens, labels
@@ -140,7 +142,7 @@ def load_sst2(data_dir: Path) -> TaskData:
     splits = {}
     for key, rel in zip(["train", "dev", "test"], TASK_FILES["SST2"]):
         tokens, labels = [], []
-        with io.open(task_path(data_dir, rel), "r", encoding="utf-8") as f:
+        with open(task_path(data_dir, rel), encoding="utf-8") as f:
             for line in f:
                 sample = line.strip().split("\t")
                 labels.append(int(sample[1]))
@@ -151,7 +153,7 @@ def load_sst2(data_dir: Path) -> TaskData:
 
 def _load_columns(path: Path, cols: tuple[int, int, int], skip_header: bool) -> tuple[list, list, list]:
     a, b, y = [], [], []
-    with io.open(path, "r", encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         lines = list(f)
     for line in lines[1:] if skip_header else lines:
         text = line.strip().split("\t")

@@ -1,0 +1,183 @@
+"""Files on disk, written atomically: JSON/text records, whole folders, and embedding files.
+
+Every writer goes through :func:`atomic_path` (a temporary name beside the target, then ``os.replace``)
+or :func:`replace_dir`, so an interrupted run never leaves a truncated file or a half-written folder
+where a good one was. Embedding files for ``hf-simskip refine``: (n, d) arrays in .npy/.npz/.parquet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = (".npy", ".npz", ".parquet")
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """Yield a temporary path beside ``path`` (same folder, so the rename is atomic; ``suffix`` keeps an
+    extension that writers look at); on success it replaces ``path``, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path, text: str) -> Path:
+    """``text`` to ``path`` (UTF-8), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path, obj) -> Path:
+    """``obj`` as indented JSON, atomically (non-JSON values such as paths are written as strings)."""
+    return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def replace_dir(tmp, path) -> Path:
+    """Move the finished folder ``tmp`` to ``path``. A folder already at ``path`` is first renamed aside
+    and deleted only after ``tmp`` is in place, so a crash never leaves ``path`` half written."""
+    tmp, path = Path(tmp), Path(path)
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def temp_dir_beside(path) -> Path:
+    """A new empty folder next to ``path`` (same file system), to be filled and then ``replace_dir``-ed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    return tmp
+
+
+def _suffix(path: Path, role: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{role} {str(path)!r}: expected a {', '.join(FORMATS)} file, got suffix {suffix!r}")
+    return suffix
+
+
+def _as_matrix(array, where: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype == object:
+        try:
+            array = np.stack([np.asarray(row, dtype=np.float32) for row in array])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: rows are not equal-length numeric vectors ({err})") from err
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"{where}: expected real numbers, got dtype {array.dtype}")
+    if array.ndim != 2:
+        raise ValueError(f"{where}: expected a 2-D (n, d) array, got shape {array.shape}")
+    return array.astype(np.float32, copy=False)
+
+
+def _open(loader, path: Path):
+    """Run ``loader``; a file that is not what its suffix says becomes a ValueError naming it."""
+    try:
+        return loader()
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"input file {str(path)!r} could not be read as {path.suffix.lower()} ({err})") from err
+
+
+def _pick(path: Path, available: list[str], wanted: str | None, what: str, flag: str) -> str:
+    """The array/column to read: the only one there, or the one named with ``flag``."""
+    if wanted is None:
+        if len(available) != 1:
+            raise ValueError(f"{str(path)!r} holds {what}s {available}: pass {flag} to choose one")
+        return available[0]
+    if wanted not in available:
+        raise ValueError(f"{str(path)!r} has no {what} {wanted!r}; it holds {available}")
+    return wanted
+
+
+def _read_npz(path: Path, key: str | None) -> np.ndarray:
+    with _open(lambda: np.load(path, allow_pickle=False), path) as data:
+        key = _pick(path, list(data.files), key, "array", "--key")
+        return _as_matrix(data[key], f"{path}[{key}]")
+
+
+def _read_parquet(path: Path, column: str | None):
+    import pyarrow.parquet as pq
+
+    table = _open(lambda: pq.read_table(path), path)
+    column = _pick(path, table.column_names, column, "column", "--column")
+    values = table.column(column).to_pylist()
+    if any(v is None for v in values):
+        raise ValueError(f"{path}[{column}]: {sum(v is None for v in values)} row(s) are null")
+    return _as_matrix(np.array(values, dtype=object) if values else np.zeros((0, 0)), f"{path}[{column}]"), table
+
+
+def read_embeddings(path, key: str | None = None, column: str | None = None):
+    """(matrix (n, d) float32, parquet table or None) from ``path``."""
+    path = Path(path)
+    suffix = _suffix(path, "input")
+    if not path.is_file():
+        raise FileNotFoundError(f"input file {str(path)!r} does not exist")
+    if suffix == ".npy":
+        return _as_matrix(_open(lambda: np.load(path, allow_pickle=False), path), str(path)), None
+    if suffix == ".npz":
+        return _read_npz(path, key), None
+    return _read_parquet(path, column)
+
+
+def _write(path: Path, suffix: str, array: np.ndarray, name: str, table) -> None:
+    if suffix == ".npy":
+        with open(path, "wb") as fh:
+            np.save(fh, array)
+    elif suffix == ".npz":
+        with open(path, "wb") as fh:
+            np.savez(fh, **{name: array})
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        values = pa.array(list(array), type=pa.list_(pa.float32()))
+        if table is not None and len(table) == len(array):  # keep the input's other columns, aligned by row
+            table = table.drop_columns([name]) if name in table.column_names else table
+            table = table.append_column(name, values)
+        else:
+            table = pa.table({name: values})
+        pq.write_table(table, path)
+
+
+def write_embeddings(path, array: np.ndarray, name: str = "refined", table=None) -> Path:
+    """Write to a temporary file beside ``path``, then ``os.replace``: never a truncated output."""
+    path = Path(path)
+    suffix = _suffix(path, "output")
+    if path.parent and not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
+    with atomic_path(path) as tmp:
+        _write(tmp, suffix, array, name, table)
+    return path
+
+
+__all__ = [
+    "atomic_path",
+    "write_text",
+    "write_json",
+    "replace_dir",
+    "temp_dir_beside",
+    "read_embeddings",
+    "write_embeddings",
+    "FORMATS",
+]

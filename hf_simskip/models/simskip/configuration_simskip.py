@@ -1,0 +1,181 @@
+"""SimSkipConfig: the architecture of a SimSkip model (everything that changes an embedding).
+
+Travels to the Hub beside the weights (``auto_map``), so it imports only the standard library and
+public, long-standing transformers API: a config with its own ``__init__`` and a ``sub_configs``
+class attribute, the form remote-code configs have used since transformers 4.x.
+Training and view settings (augmentations, temperature, learning rate, ...) are not here: they belong
+to ``hf_simskip.training.HeadTrainingArguments``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from transformers import AutoConfig, PretrainedConfig
+
+BACKBONE_FIELDS = ("encoder_config", "encoder_name_or_path", "encoder_revision")
+POOLING_MODES = ("cls", "cls_before_pooler", "mean", "max", "mean_sqrt_len", "last")
+LINEAR_POSITIONS = ("residual_branch", "after_skip")
+OUTPUT_MODES = ("refined", "concat")
+
+
+class SimSkipConfig(PretrainedConfig):
+    r"""Configuration of a [`SimSkipModel`]: a frozen backbone, its pooling, and the SimSkip head.
+
+    Args:
+        encoder_config (`PretrainedConfig` or `dict`, *optional*):
+            The backbone's own config, kept as a sub-config so `from_pretrained` rebuilds the whole
+            model offline. `None` builds a head-only model (refines embeddings of any modality).
+        encoder_name_or_path (`str`, *optional*): where the backbone came from (Hub id or folder).
+        encoder_revision (`str`, *optional*): the backbone's revision.
+        pooling (`str`): `cls` (CLS through the backbone's MLP pooler, SimCSE sup), `cls_before_pooler`
+            (SimCSE unsup), `mean`, `max`, `mean_sqrt_len` or `last`.
+        encoder_normalize (`bool`): L2-normalise the pooled backbone output (sentence-transformers'
+            `Normalize` module); part of the raw embedding `x = h(s)`.
+        max_seq_length (`int`): tokens per text; longer text is truncated (sentence-transformers' name;
+            config.json files that say `max_length` load too).
+        embedding_dim (`int`): d, the width of `x` (read from the backbone's hidden_size when omitted).
+        hidden_dims (`list[int]`): widths of the two Linear-BatchNorm-ReLU-Dropout layers (paper:
+            `[d // 2, d]`); the last must equal d.
+        linear_position (`str`): where the paper's extra Linear d->d sits. `residual_branch` keeps eq. 2
+            exact: `f(x) = x + W3 g2(g1(x))`; `after_skip`: `f(x) = W3 (x + g2(g1(x)))`.
+        projector_dim (`int`): width of the training-only projector `W2 relu(W1 z)` (paper: d).
+        dropout (`float`): dropout of the two layers.
+        batch_norm (`bool`): BatchNorm in the two layers (paper: on).
+        use_skip (`bool`): `False` is the paper's SimSkip-minus ablation.
+        zero_init (`bool`): the residual branch starts at zero, so the refiner starts as the identity.
+        residual_scale (`float`): multiplies the residual branch, `f(x) = x + s * g(x)`.
+        standardize_input (`bool`): the refiner sees `z = (x - mean) / std` (per-dimension statistics
+            stored in the model) instead of `x`; zero-init then starts at `z`.
+        output (`str`): `refined` returns `f(z)`; `concat` returns `[z, f(z)]` (2d wide).
+        normalize_embeddings (`bool`): L2-normalise what `encode`/`refine` return.
+        freeze_encoder (`bool`): the backbone gets no gradients and stays in eval mode.
+    """
+
+    model_type = "simskip"
+    sub_configs = {"encoder_config": AutoConfig}
+    has_no_defaults_at_init = True  # a head-only config needs embedding_dim
+
+    def __init__(
+        self,
+        encoder_config: PretrainedConfig | dict | None = None,
+        encoder_name_or_path: str | None = None,
+        encoder_revision: str | None = None,
+        pooling: str = "mean",
+        encoder_normalize: bool = False,
+        max_seq_length: int = 256,
+        embedding_dim: int | None = None,
+        hidden_dims: list[int] | None = None,
+        linear_position: str = "residual_branch",
+        projector_dim: int | None = None,
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+        use_skip: bool = True,
+        zero_init: bool = True,
+        residual_scale: float = 1.0,
+        standardize_input: bool = False,
+        output: str = "refined",
+        normalize_embeddings: bool = False,
+        freeze_encoder: bool = True,
+        **kwargs,
+    ):
+        if isinstance(encoder_config, dict):
+            encoder_config = dict(encoder_config)
+            if "model_type" not in encoder_config:
+                raise ValueError(f"encoder_config needs a 'model_type', got keys {sorted(encoder_config)}")
+            encoder_config = AutoConfig.for_model(encoder_config.pop("model_type"), **encoder_config)
+        elif encoder_config is not None and not isinstance(encoder_config, PretrainedConfig):
+            raise TypeError(
+                f"encoder_config must be a PretrainedConfig, a dict or None, got {type(encoder_config).__name__}"
+            )
+        self.encoder_config = encoder_config
+        self.encoder_name_or_path = encoder_name_or_path
+        self.encoder_revision = encoder_revision
+        self.pooling = pooling
+        self.encoder_normalize = encoder_normalize
+        # `max_length` is a generation parameter to transformers (popped from configs on load): folders saved
+        # before the rename say max_length, so it is read here, before PretrainedConfig sees it
+        self.max_seq_length = kwargs.pop("max_length", max_seq_length)
+        if embedding_dim is None and encoder_config is not None:
+            embedding_dim = getattr(encoder_config, "hidden_size", None)
+        if embedding_dim is None:
+            raise ValueError(
+                "embedding_dim is required for a head-only model (no encoder_config to read hidden_size from); "
+                "a folder saved by SimSkipModel always records it in config.json"
+            )
+        self.embedding_dim = embedding_dim
+        self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [max(embedding_dim // 2, 1), embedding_dim]
+        self.linear_position = linear_position
+        self.projector_dim = projector_dim if projector_dim is not None else embedding_dim
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.use_skip = use_skip
+        self.zero_init = zero_init
+        self.residual_scale = residual_scale
+        self.standardize_input = standardize_input
+        self.output = output
+        self.normalize_embeddings = normalize_embeddings
+        self.freeze_encoder = freeze_encoder
+        super().__init__(**kwargs)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the bad field, what was expected and what came."""
+        _choice("pooling", self.pooling, POOLING_MODES)
+        _choice("linear_position", self.linear_position, LINEAR_POSITIONS)
+        _choice("output", self.output, OUTPUT_MODES)
+        d = self.embedding_dim
+        if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+            raise ValueError(f"embedding_dim must be a positive int, got {d!r}")
+        hidden = list(self.hidden_dims)
+        if len(hidden) != 2 or not all(isinstance(h, int) and h > 0 for h in hidden):
+            raise ValueError(f"hidden_dims must be two positive ints (paper: [d // 2, d]), got {self.hidden_dims!r}")
+        if hidden[-1] != d:
+            raise ValueError(
+                f"hidden_dims must end with embedding_dim={d} so the residual branch fits x + g(x), got {hidden}"
+            )
+        if self.encoder_config is not None:
+            width = getattr(self.encoder_config, "hidden_size", d)
+            if width != d:
+                raise ValueError(f"embedding_dim={d} does not fit the backbone, whose hidden_size is {width}")
+        if not isinstance(self.projector_dim, int) or self.projector_dim < 1:
+            raise ValueError(f"projector_dim must be a positive int, got {self.projector_dim!r}")
+        _in_range("dropout", self.dropout, 0.0, 1.0, right_open=True)
+        if not isinstance(self.max_seq_length, int) or self.max_seq_length < 1:
+            raise ValueError(f"max_seq_length must be a positive int, got {self.max_seq_length!r}")
+        if self.zero_init and not self.use_skip and self.linear_position == "residual_branch":
+            raise ValueError(
+                "zero_init=True with use_skip=False would make the refiner output all zeros; "
+                "set zero_init=False for the SimSkip-minus ablation"
+            )
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """The fields of this config in order (its ``__init__`` arguments): the one list from which the
+        recipe's arguments, the model card and the sentence-transformers module take theirs."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in params if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    def head_dict(self) -> dict:
+        """Every field but the backbone's (its config, name and revision): what a head needs to be rebuilt."""
+        return {name: getattr(self, name) for name in self.field_names() if name not in BACKBONE_FIELDS}
+
+    @property
+    def output_dim(self) -> int:
+        """Width of what `encode`/`refine` return."""
+        return 2 * self.embedding_dim if self.output == "concat" else self.embedding_dim
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _in_range(name, value, low, high, right_open=False):
+    ok = isinstance(value, (int, float)) and low <= value and (value < high if right_open else value <= high)
+    if not ok:
+        bracket = ")" if right_open else "]"
+        raise ValueError(f"{name} must be a number in [{low}, {high}{bracket}, got {value!r}")
+
+
+__all__ = ["SimSkipConfig"]

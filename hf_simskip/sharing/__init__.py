@@ -1,0 +1,1 @@
+"""Sharing a SimSkip model: Hub upload, the model card, the sentence-transformers export."""

@@ -1,0 +1,72 @@
+"""HeadTrainingArguments: the one owner of the head's training and view settings.
+
+The view and loss settings (augmentation, mask ratio and fill, noise variance, temperature) are
+``ViewArguments``, defined with the model (``models/simskip/augmentations.py``) because
+``SimSkipModel.forward(return_loss=True)`` needs them too; this class extends it with the optimisation,
+schedule, dev-selection and checkpointing settings. The recipe parses it as it is (HfArgumentParser).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..models.simskip.augmentations import ViewArguments
+
+POSITIVES = ("views", "neighbor", "dropout")
+
+
+@dataclass
+class HeadTrainingArguments(ViewArguments):
+    """Hyper-parameters of the head's contrastive training; their defaults are the recipe's defaults."""
+
+    output_dir: str = field(default="outputs/simskip", metadata={"help": "where checkpoints, final/ and metrics go"})
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    num_train_epochs: float = 3.0
+    max_steps: int = field(default=-1, metadata={"help": "> 0 overrides num_train_epochs (optimisation steps)"})
+    per_device_train_batch_size: int = 256
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "linear"
+    warmup_ratio: float = 0.05
+    seed: int = 42
+    logging_steps: int = 50
+    eval_steps: int = field(default=200, metadata={"help": "dev evaluation every N steps (and at the end); 0: never"})
+    checkpointing_steps: int = field(default=0, metadata={"help": "save_state every N steps; 0: never"})
+    save_total_limit: int = field(default=2, metadata={"help": "keep only the last K checkpoints (0: all)"})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
+    load_best_at_end: bool = field(default=True, metadata={"help": "end with the head of the best dev score"})
+    positives: str = field(
+        default="views",
+        metadata={
+            "help": "views: two views of the same row (the paper); neighbor: a view of the row and a view of its "
+            "nearest other row in the corpus (cosine); dropout: a view of the row and a view of its dropout "
+            "embedding (SimCSE's positive; train_head's `partners`)"
+        },
+    )
+
+    def validate(self) -> None:
+        """Raise ValueError naming the bad field, what was expected and what came."""
+        super().validate()
+        positive = {
+            "learning_rate": self.learning_rate,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+        }
+        for name, value in positive.items():
+            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.max_steps <= 0 and not (
+            isinstance(self.num_train_epochs, (int, float)) and 0 < self.num_train_epochs < math.inf
+        ):
+            raise ValueError(
+                f"num_train_epochs must be a finite number > 0 when max_steps <= 0, got {self.num_train_epochs!r}"
+            )
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        for name in ("logging_steps", "eval_steps", "checkpointing_steps", "save_total_limit", "weight_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.positives not in POSITIVES:
+            raise ValueError(f"positives must be one of {list(POSITIVES)}, got {self.positives!r}")

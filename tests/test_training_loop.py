@@ -1,0 +1,184 @@
+"""training/loop.py: train_head in-process: learns, selects on dev, bf16 ~ fp32, positives; exact resume
+after SIGKILL and atomic checkpoints (training/checkpoint.py)."""
+
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+
+from hf_simskip import SimSkipHead
+from hf_simskip.training import HeadTrainingArguments, train_head
+from hf_simskip.training.checkpoint import list_checkpoints, resolve_checkpoint
+
+D, N = 16, 256
+
+
+def data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(N, D, generator=g) * 0.05 + 0.01  # MiniLM-like scale
+
+
+def head():
+    torch.manual_seed(0)
+    return SimSkipHead(D, zero_init=True)
+
+
+def args(out, **kw):
+    base = dict(
+        output_dir=str(out),
+        per_device_train_batch_size=32,
+        max_steps=8,
+        learning_rate=1e-2,
+        warmup_ratio=0.1,
+        logging_steps=2,
+        eval_steps=0,
+    )
+    base.update(kw)
+    return HeadTrainingArguments(**base)
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_train_head_learns_and_reports(tmp_path):
+    h, x = head(), data()
+    before = {k: v.clone() for k, v in h.state_dict().items()}
+    m = train_head(h, x, args(tmp_path, max_steps=12), Accelerator(cpu=True))
+    assert m["global_step"] == 12 and m["total_steps"] == 12 and torch.isfinite(torch.tensor(m["train_loss"]))
+    assert m["train_loss"] < torch.log(torch.tensor(2 * 32 - 1.0)).item()  # below chance level log(2N-1)
+    assert not torch.equal(before["refiner.linear.weight"], h.state_dict()["refiner.linear.weight"])
+    torch.testing.assert_close(h.feature_std, x.std(0, unbiased=False))  # statistics fitted for the views
+    assert not h.training
+
+
+def test_dev_fn_best_selection(tmp_path):
+    h, x = head(), data()
+    scores = iter([2.0, 3.0, 5.0, 1.0, 0.0])  # step 0 (identity), 2, 4, 6, end: best at step 4
+    seen = []
+
+    def dev_fn(module):
+        seen.append(module.refiner.linear.weight.detach().clone())
+        return next(scores)
+
+    m = train_head(h, x, args(tmp_path, eval_steps=2, max_steps=7), Accelerator(cpu=True), dev_fn=dev_fn)
+    assert m["best_dev_score"] == 5.0 and m["best_step"] == 4 and m["final_dev_score"] == 0.0
+    assert m["initial_dev_score"] == 2.0 and not seen[0].any()  # zero-init: the identity before training
+    torch.testing.assert_close(h.refiner.linear.weight, seen[2])  # the best head is restored at the end
+
+
+def test_epochs_drop_last_and_accumulation(tmp_path):
+    m = train_head(
+        head(),
+        data()[:100],
+        args(tmp_path, max_steps=-1, num_train_epochs=2, gradient_accumulation_steps=2),
+        Accelerator(cpu=True),
+    )
+    assert m["total_steps"] == 4  # 100 // 32 = 3 full batches per epoch (drop_last) -> 2 updates x 2 epochs
+
+
+def test_bad_input_is_clear(tmp_path):
+    with pytest.raises(ValueError, match="fewer than one batch of 32"):
+        train_head(head(), data()[:20], args(tmp_path), Accelerator(cpu=True))
+    with pytest.raises(ValueError, match=r"expected embeddings of shape \(n, 16\), got \(256, 8\)"):
+        train_head(head(), torch.randn(256, 8), args(tmp_path), Accelerator(cpu=True))
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        train_head(head(), data(), args(tmp_path, augmentation="blur"), Accelerator(cpu=True))
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0"):
+        train_head(head(), data(), args(tmp_path, learning_rate=0), Accelerator(cpu=True))
+
+
+def test_bf16_on_cpu_is_finite_and_close_to_fp32(tmp_path):
+    fp32 = train_head(head(), data(), args(tmp_path / "a"), Accelerator(cpu=True))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    bf16 = train_head(head(), data(), args(tmp_path / "b"), Accelerator(cpu=True, mixed_precision="bf16"))
+    assert bf16["mixed_precision"] == "bf16"
+    assert torch.isfinite(torch.tensor(bf16["train_loss"]))
+    assert abs(bf16["train_loss"] - fp32["train_loss"]) < 0.05 * fp32["train_loss"]
+
+
+KILLED_RUN = textwrap.dedent("""
+    import os, signal
+    from test_training_loop import head, data, args
+    from accelerate import Accelerator
+    from hf_simskip.training import train_head
+
+    def kill_after_7(step, state):  # a crash right after step 7 (and its checkpoint, if any)
+        if step == 7:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    train_head(head(), data(), args({out!r}, per_device_train_batch_size=64, checkpointing_steps=2,
+                                    save_total_limit=2),
+               Accelerator(cpu=True), step_callback=kill_after_7)
+""")
+
+
+def test_exact_resume_after_sigkill_and_crash_during_save(tmp_path):
+    ref = head()
+    # 4 batches per epoch: the kill after step 7 resumes from step 6, mid-way through the second epoch
+    train_head(ref, data(), args(tmp_path / "ref", per_device_train_batch_size=64), Accelerator(cpu=True))
+    out = tmp_path / "killed"
+    code = KILLED_RUN.format(out=str(out))
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert [p.name for p in list_checkpoints(out)] == ["step_4", "step_6"]  # save_total_limit=2
+    # a crash during the save of step 8: a half-written tmp folder, and a renamed folder without its state
+    shutil.copytree(out / "checkpoints/step_6", out / "checkpoints/step_8.tmp")
+    (out / "checkpoints/step_8").mkdir()
+    (out / "checkpoints/step_8/model.safetensors").write_bytes(b"partial")
+    assert resolve_checkpoint("latest", out).name == "step_6"
+    AcceleratorState._reset_state(reset_partial_state=True)
+    resumed = head()
+    m = train_head(
+        resumed,
+        data(),
+        args(out, per_device_train_batch_size=64, resume_from_checkpoint="latest"),
+        Accelerator(cpu=True),
+    )
+    assert m["global_step"] == 8
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-6, atol=1e-7, msg=k)
+    # and a wrong path is a clear error
+    with pytest.raises(ValueError, match="expected 'latest' or a checkpoint folder"):
+        resolve_checkpoint(str(tmp_path), out)
+
+
+def test_neighbour_positives_pair_each_row_with_its_nearest_other_row():
+    from hf_simskip.training.loop import nearest_other_rows
+
+    x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 1.0], [-1.0, 0.2]])
+    torch.testing.assert_close(nearest_other_rows(x, chunk=2), x[[1, 0, 3, 2, 2]])
+    with pytest.raises(ValueError, match="positives must be"):
+        HeadTrainingArguments(positives="labels").validate()
+
+
+def test_dropout_positives_train_on_the_given_partner_rows(tmp_path):
+    h, x = head(), data()
+    partners = x + 0.01 * data(seed=1)  # stand-in for one dropout embedding per row
+    m = train_head(
+        h,
+        x,
+        args(tmp_path, max_steps=12, positives="dropout", augmentation="none"),
+        Accelerator(cpu=True),
+        partners=partners,
+    )
+    assert m["global_step"] == 12 and m["train_loss"] < torch.log(torch.tensor(2 * 32 - 1.0)).item()
+    assert m["args"]["positives"] == "dropout"
+    with pytest.raises(ValueError, match=r"positives='dropout' needs partners of shape \(256, 16\)"):
+        train_head(head(), x, args(tmp_path / "a", positives="dropout"), Accelerator(cpu=True))
+    with pytest.raises(ValueError, match=r"needs partners of shape \(256, 16\).*got torch.Size\(\[255, 16\]\)"):
+        train_head(head(), x, args(tmp_path / "b", positives="dropout"), Accelerator(cpu=True), partners=x[1:])
+    with pytest.raises(ValueError, match="partners were given but positives='views'"):
+        train_head(head(), x, args(tmp_path / "c"), Accelerator(cpu=True), partners=partners)
