@@ -35,6 +35,17 @@ def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse turns the ValueError into a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def _command(subparsers, name: str, handler, help_: str, description: str, examples: list[str]):
     parser = subparsers.add_parser(
         name,
@@ -58,12 +69,21 @@ def load_simskip(model: str, device: str = "cpu"):
     local = os.path.isdir(model)
     if not local and (model.startswith((".", "/", "~")) or model.count("/") != 1):
         raise FileNotFoundError(f"model folder {model!r} does not exist")
+    if local and not os.path.isfile(os.path.join(model, "config.json")):
+        raise FileNotFoundError(
+            f"{model!r} has no config.json: expected a folder saved by SimSkipModel.save_pretrained"
+        )
     try:
         return SimSkipModel.from_pretrained(model).to(device).eval()
     except OSError as err:
         where = "folder" if local else "folder, nor a reachable Hub repo"
         raise FileNotFoundError(
             f"could not load a SimSkip model from {model!r} (not a saved model {where}): {err}"
+        ) from err
+    except Exception as err:  # noqa: BLE001 (safetensors/torch errors of a truncated or corrupt weight file)
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(
+            f"could not load the weights of {model!r} (a truncated or corrupt file?): {type(err).__name__}: {first_line}"
         ) from err
 
 
@@ -149,8 +169,15 @@ def eval_parser(sub):
     )
     p.add_argument("--output", default=None, help="write the results JSON here")
     p.add_argument("--seed", type=int, default=1111)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--device", default="cpu", help="for the encoder and the probe")
+    p.add_argument(
+        "--probe",
+        choices=["batched", "sklearn"],
+        default="batched",
+        help="batched: the fast exact solver of SentEval's objective (default); sklearn: SentEval's own "
+        "lbfgs fits, to reproduce published SentEval numbers (slow)",
+    )
     p.add_argument(
         "--standardize",
         action="store_true",
@@ -166,13 +193,16 @@ def evaluate(args) -> int:
         encode = lookup_encoder(args.embeddings)
     else:
         encode = load_encoder(args.model, args.batch_size, args.device, logging.getLogger().isEnabledFor(logging.INFO))
-    protocol = {k: getattr(args, k) for k in ("tasks", "data_dir", "mode", "seed", "standardize", "device")}
+    protocol = {k: getattr(args, k) for k in ("tasks", "data_dir", "mode", "seed", "standardize", "device", "probe")}
     results = run(encode, **protocol)
     results["protocol"]["model"] = args.model or f"embeddings:{args.embeddings}"
     _out(format_table(results))
     probe = results["protocol"].get("probe", {})
     if not probe.get("converged", True):
-        _out(f"WARNING: {probe['unconverged_problems']} probe fits did not converge (see protocol.probe.fits)")
+        note = (
+            " (lbfgs stopping at max_iter is what SentEval's own sklearn probe does)" if args.probe == "sklearn" else ""
+        )
+        _out(f"WARNING: {probe['unconverged_problems']} probe fits did not converge{note} (see protocol.probe.fits)")
     if args.output:
         _out(f"wrote {save_results(results, args.output)}")
     return 0
@@ -200,7 +230,8 @@ def refine_parser(sub):
     p.add_argument("--key", default=None, help="array name inside an .npz (needed when it holds several)")
     p.add_argument("--column", default=None, help="parquet column of embedding vectors (lists/arrays)")
     p.add_argument("--output-key", default="refined", help="array/column name in an .npz/.parquet output")
-    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--batch-size", type=positive_int, default=4096, help="rows refined at once (>= 1)")
+    p.add_argument("--overwrite", action="store_true", help="allow --output to be the --input file (replaced)")
     p.add_argument(
         "--normalize",
         action=argparse.BooleanOptionalAction,
@@ -212,6 +243,11 @@ def refine_parser(sub):
 def refine(args) -> int:
     from .files import read_embeddings, write_embeddings
 
+    if Path(args.output).resolve() == Path(args.input).resolve() and not args.overwrite:
+        raise ValueError(
+            f"--output {args.output!r} is the input file: refining would replace the raw embeddings; "
+            "write elsewhere, or pass --overwrite to replace them"
+        )
     x, table = read_embeddings(args.input, key=args.key, column=args.column)  # before loading the model: fail fast
     model = load_simskip(args.model)
     if x.shape[1] != model.config.embedding_dim:

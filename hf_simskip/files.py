@@ -78,16 +78,29 @@ def _suffix(path: Path, role: str) -> str:
 
 
 def _as_matrix(array, where: str) -> np.ndarray:
+    """float32 embeddings: (n, d), or (n, L, d) stacked layer embeddings for a layer-aware head."""
     array = np.asarray(array)
     if array.dtype == object:
         try:
-            array = np.stack([np.asarray(row, dtype=np.float32) for row in array])
+            array = np.stack(
+                [np.asarray(row.tolist() if hasattr(row, "tolist") else row, dtype=np.float64) for row in array]
+            )
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where}: rows are not equal-length numeric vectors ({err})") from err
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise TypeError(f"{where}: expected real numbers, got dtype {array.dtype}")
-    if array.ndim != 2:
-        raise ValueError(f"{where}: expected a 2-D (n, d) array, got shape {array.shape}")
+    if array.ndim not in (2, 3):
+        raise ValueError(f"{where}: expected a 2-D (n, d) array (or (n, L, d) stacked layers), got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{where}: holds no rows (shape {array.shape}); expected at least one embedding")
+    if array.dtype.itemsize > 4 and np.issubdtype(array.dtype, np.floating):
+        finite = np.isfinite(array)
+        big = np.abs(np.where(finite, array, 0)).max(initial=0)
+        if big > np.finfo(np.float32).max:
+            raise ValueError(
+                f"{where}: values up to {big:.3g} do not fit in float32 (largest {np.finfo(np.float32).max:.3g}); "
+                "the refiner computes in float32: rescale the embeddings"
+            )
     return array.astype(np.float32, copy=False)
 
 
@@ -122,9 +135,13 @@ def _read_parquet(path: Path, column: str | None):
     table = _open(lambda: pq.read_table(path), path)
     column = _pick(path, table.column_names, column, "column", "--column")
     values = table.column(column).to_pylist()
+    if not values:
+        raise ValueError(f"{path}[{column}]: the parquet file holds no rows; expected at least one embedding")
     if any(v is None for v in values):
         raise ValueError(f"{path}[{column}]: {sum(v is None for v in values)} row(s) are null")
-    return _as_matrix(np.array(values, dtype=object) if values else np.zeros((0, 0)), f"{path}[{column}]"), table
+    rows = np.empty(len(values), dtype=object)
+    rows[:] = values
+    return _as_matrix(rows, f"{path}[{column}]"), table
 
 
 def read_embeddings(path, key: str | None = None, column: str | None = None):

@@ -14,6 +14,15 @@ def default_data_candidates() -> list[Path]:
     return [Path.cwd() / ".." / "shared" / "data" / "senteval", _REPO_ROOT / ".." / "shared" / "data" / "senteval"]
 
 
+def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """Like :func:`resolve_data_dir`, but None (instead of an error) when no folder was named, neither as
+    an argument nor in $HF_SIMSKIP_DATA, and none is at the default places. A folder that was named but
+    does not exist is still an error."""
+    if data_dir is None and not os.environ.get(ENV_VAR) and not any(c.is_dir() for c in default_data_candidates()):
+        return None
+    return resolve_data_dir(data_dir)
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """Return the data folder, or raise FileNotFoundError saying where it looked and how to fix it."""
     if data_dir is not None:

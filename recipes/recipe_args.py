@@ -11,6 +11,7 @@ YAML or on the command line, are errors.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import sys
 import typing
@@ -22,8 +23,11 @@ from transformers import HfArgumentParser
 
 from hf_simskip import SimSkipConfig
 from hf_simskip.models.simskip.configuration_simskip import BACKBONE_FIELDS
-from hf_simskip.paths import resolve_data_dir
+from hf_simskip.paths import find_data_dir
 from hf_simskip.training import DEFAULT_CACHE_DIR, HeadTrainingArguments
+from hf_simskip.training.checkpoint import check_output_dir, check_writable, resolve_checkpoint
+
+logger = logging.getLogger(__name__)
 
 
 def _field_help(config_class) -> dict[str, str]:
@@ -93,7 +97,13 @@ class DataArguments:
 
 @dataclass
 class RunArguments:
-    mixed_precision: str = field(default="no", metadata={"help": "no | fp16 | bf16"})
+    mixed_precision: str | None = field(
+        default=None,
+        metadata={
+            "help": "no | fp16 | bf16; None: what the launcher or its config says (accelerate launch "
+            "--mixed_precision, ACCELERATE_MIXED_PRECISION), else no"
+        },
+    )
     report_to: str = field(default="tensorboard", metadata={"help": "tensorboard | wandb | all | none"})
     eval_after_training: bool = field(
         default=False,
@@ -141,21 +151,38 @@ def _split_config(argv: list[str]) -> tuple[str | None, list[str]]:
 
 
 def validate(model_args, data_args, train_args, run_args) -> None:
-    """Errors before any work: bad values, a missing data folder, conflicting options."""
+    """Errors before any work (bad values, missing or unwritable folders, conflicting options); a signal
+    that needs the SentEval data folder is turned off with a warning when there is none."""
     train_args.validate()
-    if run_args.mixed_precision not in ("no", "fp16", "bf16"):
-        raise ValueError(f"mixed_precision must be one of ['no', 'fp16', 'bf16'], got {run_args.mixed_precision!r}")
+    if run_args.mixed_precision not in (None, "no", "fp16", "bf16"):
+        raise ValueError(
+            f"mixed_precision must be one of [None, 'no', 'fp16', 'bf16'], got {run_args.mixed_precision!r}"
+        )
     if data_args.dev_signal not in ("stsb", "none"):
         raise ValueError(f"dev_signal must be 'stsb' or 'none', got {data_args.dev_signal!r}")
-    if (
-        data_args.train_file is None
-        and data_args.dataset_name is None
-        or data_args.transductive_kfold_tasks
-        or data_args.dev_signal == "stsb"
-    ):
-        resolve_data_dir(data_args.data_dir)  # FileNotFoundError naming where it looked
+    data_dir = find_data_dir(data_args.data_dir)  # a named folder that does not exist: FileNotFoundError
+    if data_dir is None:
+        if data_args.transductive_kfold_tasks:
+            raise ValueError(
+                "transductive_kfold_tasks reads CR, MPQA, MR and SUBJ from the SentEval data folder, "
+                "and there is none: pass --data_dir or set $HF_SIMSKIP_DATA"
+            )
+        for name, off in (("dev_signal", "none"), ("eval_after_training", False)):
+            group = data_args if name == "dev_signal" else run_args
+            if getattr(group, name) not in ("none", False):
+                logger.warning(
+                    "no SentEval data folder: %s turned off (it reads STS-B dev / the SentEval tasks); "
+                    "pass --data_dir or set $HF_SIMSKIP_DATA to keep it",
+                    name,
+                )
+                setattr(group, name, off)
     if data_args.train_file is not None and not Path(data_args.train_file).expanduser().is_file():
         raise ValueError(f"train_file {data_args.train_file!r}: expected an existing text file")
+    check_writable(Path(data_args.cache_dir).expanduser(), "cache_dir")
+    resuming = train_args.resume_from_checkpoint is not None
+    check_output_dir(train_args.output_dir, train_args.overwrite_output_dir, resuming)
+    if resuming and train_args.resume_from_checkpoint != "latest":
+        resolve_checkpoint(train_args.resume_from_checkpoint, train_args.output_dir)  # the folder must be a checkpoint
     if run_args.push_to_hub and not run_args.hub_model_id:
         raise ValueError("push_to_hub needs hub_model_id (e.g. user/simskip-minilm)")
     if data_args.max_train_samples is not None and data_args.max_train_samples < 1:

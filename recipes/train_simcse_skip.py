@@ -26,8 +26,11 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
 from hf_simskip import SimSkipModel
-from hf_simskip.files import write_json, write_text
+from hf_simskip.files import replace_dir, temp_dir_beside, write_json, write_text
+from hf_simskip.sharing.model_card import write_model_card
 from hf_simskip.training import build_embedding_cache, load_corpus, stsb_dev_fn, stsb_dev_pairs, train_head
+from hf_simskip.training.checkpoint import clear_output_dir
+from hf_simskip.training.runtime import cpu_threads, hide_gpus_for_cpu_runs
 from hf_simskip.training.simcse import simcse_finetune, simcse_settings_key
 
 from recipe_args import DataArguments, ModelArguments, config_kwargs, parse_args, to_dict
@@ -71,17 +74,22 @@ def prepare_corpus(data_args: DataArguments, seed: int) -> tuple[list[str], dict
 
 
 def save_outputs(model, metrics: dict, groups, out: Path) -> None:
-    """final/ (save_pretrained), training_config.yaml, corpus.json, metrics.json; eval and push if asked."""
+    """The run's records (training_config.yaml, corpus.json), then final/ as a whole: the model is saved
+    into a temporary folder, evaluated there if asked, its card rendered last from this run's records,
+    and the folder renamed to final/ (an earlier final/ is replaced only then); then metrics.json."""
     _, data_args, _, run_args = groups
-    final = out / "final"
-    model.save_pretrained(final)
     write_text(out / "training_config.yaml", yaml.safe_dump(to_dict(*groups)))
     write_json(out / "corpus.json", metrics["corpus"])
+    final = out / "final"
+    tmp = temp_dir_beside(final)
+    model.save_pretrained(tmp, model_card=False)
     if run_args.eval_after_training:
         from hf_simskip.evaluation import evaluate, save_results
 
         metrics["eval"] = evaluate(model.encode, data_dir=data_args.data_dir, mode="fast")
-        save_results(metrics["eval"], final / "eval_results.json")
+        save_results(metrics["eval"], tmp / "eval_results.json")
+    write_model_card(model, tmp)  # records: tmp (eval results), then out (training_config.yaml, corpus.json)
+    replace_dir(tmp, final)
     write_json(out / "metrics.json", metrics)
     logger.info(
         "saved the refined model to %s; metrics: %s",
@@ -90,19 +98,31 @@ def save_outputs(model, metrics: dict, groups, out: Path) -> None:
         main_process_only=True,
     )
     if run_args.push_to_hub:
+        from hf_simskip.sharing.hub import remember_source
+
+        remember_source(model, final)  # the upload finds final/'s records and the run's
         model.push_to_hub(run_args.hub_model_id, private=run_args.hub_private)
 
 
 def main(argv=None):
+    hide_gpus_for_cpu_runs()  # a CPU run (ACCELERATE_USE_CPU=1) must not see GPUs: before CUDA is initialised
     model_args, data_args, train_args, run_args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     trackers = None if run_args.report_to == "none" else run_args.report_to
     accelerator = Accelerator(
-        mixed_precision=run_args.mixed_precision,
+        mixed_precision=run_args.mixed_precision,  # None: the launcher's choice (--mixed_precision, its config)
         log_with=trackers,
         gradient_accumulation_steps=train_args.gradient_accumulation_steps,
         project_dir=train_args.output_dir,
     )
+    threads = cpu_threads(accelerator.device.type)
+    if train_args.overwrite_output_dir and not train_args.resume_from_checkpoint and accelerator.is_main_process:
+        removed = clear_output_dir(train_args.output_dir)
+        if removed:
+            logger.info(
+                "overwrite_output_dir: removed %s from %s", removed, train_args.output_dir, main_process_only=True
+            )
+    accelerator.wait_for_everyone()
     set_seed(train_args.seed)
 
     # --- the corpus (main process first: it may read or download once for everyone) ----------------
@@ -166,8 +186,18 @@ def main(argv=None):
                 if isinstance(v, (int, float, str, bool))
             },
         )
-    metrics = train_head(model.head, x, train_args, accelerator, dev_fn, partners=partners)
+    # what else decides the weights: checkpoints of another backbone, head or corpus are not resumed
+    run_info = {
+        "model": model.config.head_dict(),
+        "backbone": model.config.encoder_name_or_path,
+        "revision": model.config.encoder_revision,
+        "corpus": corpus["fingerprint_sha256"],
+        "stage0": stage0,
+    }
+    metrics = train_head(model.head, x, train_args, accelerator, dev_fn, partners=partners, run_info=run_info)
     metrics["corpus"] = corpus
+    metrics["cpu_threads"] = torch.get_num_threads() if accelerator.device.type == "cpu" else None
+    metrics["cpu_threads_set_by_recipe"] = threads is not None
 
     # --- the end: the refined model, its config, metrics and corpus record -----------------------
     accelerator.wait_for_everyone()

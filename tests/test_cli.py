@@ -236,3 +236,72 @@ def test_eval_calls_the_evaluator_lazily(tiny_backbone, tmp_path, capsys, monkey
     code, out, err = run(["card", tmp_path / "m", "--repo-id", "org/m"], capsys)
     assert code == 0, err
     assert "| CR | acc | 81.23 |" in (tmp_path / "m" / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("float64_overflow", "values up to 1e+39 do not fit in float32"),
+        ("empty_parquet", "holds no rows"),
+        ("same_path", "is the input file: refining would replace the raw embeddings"),
+        ("no_config", "has no config.json: expected a folder saved by SimSkipModel.save_pretrained"),
+        ("truncated_weights", "could not load the weights of"),
+    ],
+)
+def test_refine_refuses_with_one_line_that_says_why(head_dir, tmp_path, capsys, case, needle):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder, _ = head_dir
+    x = np.random.default_rng(3).normal(size=(4, 128))
+    inp, out, model = tmp_path / "x.npy", tmp_path / "y.npy", folder
+    np.save(inp, x)
+    if case == "float64_overflow":
+        x[2, 5] = 1e39
+        np.save(inp, x)
+    elif case == "empty_parquet":
+        inp = tmp_path / "x.parquet"
+        pq.write_table(pa.table({"emb": pa.array([], type=pa.list_(pa.float32()))}), inp)
+    elif case == "same_path":
+        out = inp
+    elif case in ("no_config", "truncated_weights"):
+        model = tmp_path / "broken"
+        shutil.copytree(folder, model)
+        if case == "no_config":
+            (model / "config.json").unlink()
+        else:
+            weights = model / "model.safetensors"
+            weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    before = inp.read_bytes()
+    code, _, err = run(["refine", "--model", model, "--input", inp, "--output", out], capsys)
+    assert code == 1 and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err  # one line, no traceback
+    assert inp.read_bytes() == before  # the raw embeddings are untouched
+    if case == "same_path":  # with --overwrite it is allowed
+        code, _, err = run(["refine", "--model", model, "--input", inp, "--output", out, "--overwrite"], capsys)
+        assert code == 0, err
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_batch_size_must_be_a_positive_whole_number(head_dir, tmp_path, capsys, value):
+    folder, _ = head_dir
+    np.save(tmp_path / "x.npy", np.ones((3, 128), dtype=np.float32))
+    with pytest.raises(SystemExit) as exit_info:  # argparse: a usage error, exit status 2
+        main(
+            [
+                "refine",
+                "--model",
+                str(folder),
+                "--input",
+                str(tmp_path / "x.npy"),
+                "--output",
+                str(tmp_path / "y.npy"),
+                "--batch-size",
+                value,
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert "expected a whole number >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "y.npy").exists()  # nothing written, not even an empty result

@@ -7,11 +7,8 @@ import zlib
 import numpy as np
 import pytest
 
-from hf_simskip.evaluation import TASKS, evaluate, format_table, load_task, lookup_encoder, reference, unique_sentences
+from hf_simskip.evaluation import TASKS, evaluate, format_table, load_task, lookup_encoder, unique_sentences
 from hf_simskip.evaluation.tasks import TASK_FILES, as_sentence
-from hf_simskip.paths import resolve_data_dir
-
-DATA = resolve_data_dir()
 
 
 def hash_encode(sentences, dim=16):
@@ -20,12 +17,12 @@ def hash_encode(sentences, dim=16):
 
 
 @pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    """A SentEval-layout folder with the first lines of every file (headers kept)."""
+def small_data(tmp_path_factory, senteval_data):
+    """A SentEval-layout folder with the first lines of every real file (headers kept)."""
     root = tmp_path_factory.mktemp("senteval_small")
     for files in TASK_FILES.values():
         for rel in files:
-            src, dst = DATA / "downstream" / rel, root / "downstream" / rel
+            src, dst = senteval_data / "downstream" / rel, root / "downstream" / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             lines = src.read_bytes().split(b"\n")
             dst.write_bytes(b"\n".join(lines[:301]) + b"\n")
@@ -48,15 +45,28 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("name", TASKS)
-def test_loaders_row_counts(name):
-    task = load_task(name, DATA)
+def test_loaders_row_counts(name, senteval_data):
+    task = load_task(name, senteval_data)
     assert {k: len(v) for k, v in task.splits.items()} == EXPECTED[name]
     for split in task.splits.values():
         sents = split.all_sentences()
         assert all(isinstance(s, str) and s and s == s.strip() and "  " not in s for s in sents)
 
 
-def test_loader_details():
+@pytest.mark.parametrize("name", TASKS)
+def test_loaders_read_every_format_of_the_tiny_fixture(name, tiny_senteval):
+    """The committed synthetic folder: every file and format, balanced labels (runs without the data)."""
+    task = load_task(name, tiny_senteval)
+    assert all(len(split) >= 12 for split in task.splits.values())
+    for split in task.splits.values():
+        assert all(isinstance(s, str) and s and s == s.strip() for s in split.all_sentences())
+    if task.kind != "sts":
+        labels = np.concatenate([split.labels for split in task.splits.values()])
+        assert len(set(np.bincount(labels.astype(int)).tolist())) == 1  # balanced classes
+
+
+def test_loader_details(senteval_data):
+    DATA = senteval_data
     trec = load_task("TREC", DATA)
     assert set(trec.splits["train"].labels) == set(range(6))
     assert "How did serfdom develop in and then leave Russia ?" in trec.splits["train"].sentences
@@ -70,14 +80,15 @@ def test_loader_details():
     assert as_sentence([]) == "." and as_sentence(["a", "b"]) == "a b"
 
 
-def test_missing_file_and_unknown_task(tmp_path):
+def test_missing_file_and_unknown_task(tmp_path, tiny_senteval):
     with pytest.raises(FileNotFoundError, match=r"custrev.pos.*hf_simskip.evaluation.download"):
         load_task("CR", tmp_path)
     with pytest.raises(ValueError, match=r"unknown task.*'XX'.*valid names.*CR"):
-        evaluate(hash_encode, tasks=["CR", "XX"], data_dir=DATA)
+        evaluate(hash_encode, tasks=["CR", "XX"], data_dir=tiny_senteval)
 
 
-def test_encode_once_sorted_unique(small_data):
+def test_encode_once_sorted_unique(tiny_senteval):
+    small_data = tiny_senteval
     calls = []
 
     def enc(sentences):
@@ -100,28 +111,30 @@ def test_encode_once_sorted_unique(small_data):
         (lambda s: "nope", TypeError, "numeric"),
     ],
 )
-def test_bad_encode(small_data, bad, err, match):
+def test_bad_encode(tiny_senteval, bad, err, match):
     with pytest.raises(err, match=match):
-        evaluate(bad, tasks=["CR"], data_dir=small_data, mode="fast", show_progress_bar=False)
+        evaluate(bad, tasks=["CR"], data_dir=tiny_senteval, mode="fast", show_progress_bar=False)
 
 
-def test_bad_mode_and_encode_type(small_data):
+def test_bad_mode_and_encode_type(tiny_senteval):
     with pytest.raises(ValueError, match="mode"):
-        evaluate(hash_encode, tasks=["CR"], data_dir=small_data, mode="quick")
+        evaluate(hash_encode, tasks=["CR"], data_dir=tiny_senteval, mode="quick")
     with pytest.raises(TypeError, match="callable"):
-        evaluate("not callable", tasks=["CR"], data_dir=small_data)
+        evaluate("not callable", tasks=["CR"], data_dir=tiny_senteval)
 
 
 @pytest.mark.parametrize("names", [["CR", "MRPC"], pytest.param(["TREC", "SST2"], marks=pytest.mark.slow)])
 def test_protocol_matches_sklearn_senteval_on_slices(small_data, names):
+    """The batched probe against the sklearn probe (SentEval's own solver, hf_simskip.evaluation.reference)."""
     res = evaluate(hash_encode, tasks=names, data_dir=small_data, mode="fast", show_progress_bar=False)
+    sk = evaluate(hash_encode, tasks=names, data_dir=small_data, mode="fast", probe="sklearn", show_progress_bar=False)
     for name in names:
-        task = load_task(name, small_data)
-        ref = reference.run_task(task, hash_encode, k=5, seed=1111)
+        ref = sk["tasks"][name]
         assert abs(res["tasks"][name]["acc"] - ref["acc"]) <= 0.5, (name, res["tasks"][name], ref)
         if name == "MRPC":
             assert abs(res["tasks"][name]["f1"] - ref["f1"]) <= 1.0
     assert res["protocol"]["probe"]["converged"]
+    assert (res["protocol"]["probe"]["name"], sk["protocol"]["probe"]["name"]) == ("batched", "sklearn")
 
 
 def test_synthetic_separable_near_100(small_data):
@@ -140,9 +153,9 @@ def test_synthetic_separable_near_100(small_data):
         assert res["tasks"][name]["acc"] >= 97.0, (name, res["tasks"][name])
 
 
-def test_json_schema_and_table(small_data, tmp_path):
+def test_json_schema_and_table(tiny_senteval, tmp_path):
     res = evaluate(
-        hash_encode, tasks=["CR", "MRPC", "STSB", "SICKR"], data_dir=small_data, mode="fast", show_progress_bar=False
+        hash_encode, tasks=["CR", "MRPC", "STSB", "SICKR"], data_dir=tiny_senteval, mode="fast", show_progress_bar=False
     )
     res = json.loads(json.dumps(res))  # JSON-serialisable
     assert set(res) == {"tasks", "protocol", "avg"}
@@ -152,6 +165,7 @@ def test_json_schema_and_table(small_data, tmp_path):
     assert res["avg"] == round((res["tasks"]["CR"]["acc"] + res["tasks"]["MRPC"]["acc"]) / 2, 2)
     p = res["protocol"]
     assert p["mode"] == "fast" and p["kfold"] == 5 and p["seed"] == 1111 and p["standardize"] is False
+    assert p["probe"]["name"] == "batched"
     assert p["probe"]["grid_inner_kfold"] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
     assert p["probe"]["grid_kfold"] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
     assert len(p["data_fingerprint"]["sha256"]) == 64 and "CR/custrev.pos" in p["data_fingerprint"]["files"]
@@ -172,7 +186,8 @@ def test_lookup_encoder_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_scripts_end_to_end(small_data, tmp_path):
+def test_scripts_end_to_end(tiny_senteval, tmp_path):
+    small_data = tiny_senteval
     import subprocess
     import sys
 
@@ -212,7 +227,8 @@ def test_scripts_end_to_end(small_data, tmp_path):
     assert png.stat().st_size > 1000
 
 
-def test_senteval_script_scores_a_saved_simskip_folder(small_data, tiny_backbone, tmp_path):
+def test_senteval_script_scores_a_saved_simskip_folder(tiny_senteval, tiny_backbone, tmp_path):
+    small_data = tiny_senteval
     """eval/senteval.py --model on a saved hf_simskip folder: loads it through AutoModel and encodes."""
     import subprocess
     import sys

@@ -10,16 +10,15 @@ import pytest
 
 from hf_simskip.evaluation import download as dl
 from hf_simskip.evaluation.tasks import TASK_FILES
-from hf_simskip.paths import resolve_data_dir
 
 
 @pytest.fixture()
-def server(tmp_path):
+def server(tmp_path, senteval_data):
     root = tmp_path / "mirror"
     for rel in TASK_FILES["CR"] + TASK_FILES["TREC"]:
         dst = root / "downstream" / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(resolve_data_dir() / "downstream" / rel, dst)
+        shutil.copy(senteval_data / "downstream" / rel, dst)
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a, **k: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

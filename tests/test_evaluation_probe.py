@@ -50,13 +50,12 @@ def test_unconverged_is_reported(caplog):
     assert "did not converge" in caplog.text
 
 
-def test_rescaled_embeddings(tmp_path):
+def test_rescaled_embeddings(tmp_path, senteval_data):
     """standardize=True: identical answers for x and 100*x. standardize=False (SentEval's objective,
     which is not scale invariant): still converges, and answers stay close."""
     from hf_simskip.evaluation import load_task
-    from hf_simskip.paths import resolve_data_dir
 
-    task = load_task("CR", resolve_data_dir())
+    task = load_task("CR", senteval_data)
     sents, labels = task.splits["all"].sentences, task.splits["all"].labels
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(len(sents), 8))

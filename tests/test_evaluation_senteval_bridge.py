@@ -25,11 +25,10 @@ def test_batcher_joins_tokens_like_senteval_users():
         batcher({}, [["a"]])
 
 
-def test_with_original_senteval(tmp_path):
+def test_with_original_senteval(tmp_path, tiny_senteval):
     senteval = pytest.importorskip("senteval")
-    from hf_simskip.paths import resolve_data_dir
 
-    params = {"task_path": str(resolve_data_dir()), "usepytorch": False, "kfold": 2, "model": _Model()}
+    params = {"task_path": str(tiny_senteval), "usepytorch": False, "kfold": 2, "model": _Model()}
     se = senteval.engine.SE(params, batcher, prepare)
     res = se.eval(["TREC"])
     assert "acc" in res["TREC"]

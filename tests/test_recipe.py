@@ -11,9 +11,10 @@ import yaml
 
 from hf_simskip.training import HeadTrainingArguments
 
-from utils import REPO, SCRIPT, write_corpus
+from utils import FIXTURES, REPO, SCRIPT, write_corpus
 
 RECIPES = REPO / "recipes"
+FIXTURE_DATA = FIXTURES / "senteval"
 
 
 @pytest.fixture()
@@ -77,23 +78,18 @@ def test_bad_arguments_fail_before_any_work(recipe, tmp_path, monkeypatch):
 
 
 def _tiny_args(backbone, corpus, tmp_path, *extra):
-    return [
-        "--model_name_or_path",
-        backbone,
-        "--pooling",
-        "mean",
-        "--train_file",
-        str(corpus),
-        "--cache_dir",
-        str(tmp_path / "cache"),
-        "--output_dir",
-        str(tmp_path / "out"),
-        "--per_device_train_batch_size",
-        "16",
-        "--report_to",
-        "none",
-        *extra,
-    ]
+    """A tiny run: the random backbone, a small corpus file, the committed SentEval fixture (STS-B dev)."""
+    args = {
+        "--model_name_or_path": backbone,
+        "--pooling": "mean",
+        "--train_file": str(corpus),
+        "--data_dir": str(FIXTURE_DATA),
+        "--cache_dir": str(tmp_path / "cache"),
+        "--output_dir": str(tmp_path / "out"),
+        "--per_device_train_batch_size": "16",
+        "--report_to": "none",
+    }
+    return [item for pair in args.items() for item in pair] + list(extra)
 
 
 def test_bad_corpus_and_dimension_errors(recipe, tiny_backbone, tmp_path):
@@ -104,7 +100,7 @@ def test_bad_corpus_and_dimension_errors(recipe, tiny_backbone, tmp_path):
     small = write_corpus(tmp_path / "small.txt", 10)
     with pytest.raises(ValueError, match="10 unique sentences, fewer than one batch of 16"):
         recipe.main(_tiny_args(tiny_backbone, small, tmp_path, "--dev_signal", "none"))
-    assert not (tmp_path / "cache").exists()  # nothing was encoded
+    assert not list((tmp_path / "cache").iterdir())  # nothing was encoded
     corpus = write_corpus(tmp_path / "c.txt", 64)
     with pytest.raises(ValueError, match="embedding_dim=384 does not fit the backbone, whose hidden_size is 32"):
         recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--embedding_dim", "384"))
@@ -162,7 +158,6 @@ def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
         "accelerate.commands.launch",
         "--num_processes",
         "1",
-        "--cpu",
         "--num_machines",
         "1",
         "--mixed_precision",
@@ -182,12 +177,11 @@ def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
             "3",
             "--report_to",
             "tensorboard",
-            "--max_dev_pairs",
-            "200",
         ),
     ]
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # as a user's shell without it
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"}
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "***** Running training *****" in proc.stderr and "Total optimization steps = 8" in proc.stderr
@@ -196,6 +190,8 @@ def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_step"] == 8 and metrics["best_dev_score"] is not None  # STS-B dev Spearman
+    if metrics["cpu_threads"] is not None:  # a CPU run: the launcher's OMP_NUM_THREADS=1 did not stick
+        assert metrics["cpu_threads"] == len(os.sched_getaffinity(0)) and metrics["mixed_precision"] == "no"
     corpus_record = json.loads((out / "corpus.json").read_text())
     assert corpus_record["unique"] == 64 and len(corpus_record["fingerprint_sha256"]) == 64
     assert yaml.safe_load((out / "training_config.yaml").read_text())["pooling"] == "mean"
@@ -210,3 +206,101 @@ def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
     assert emb.shape == (2, 32) and model.head.feature_std.abs().sum() > 0
     assert model.config.encoder_name_or_path == tiny_backbone
     assert yaml.safe_load((out / "training_config.yaml").read_text())["augmentation"] == "mask+noise"
+
+
+@pytest.fixture()
+def fresh_state():
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_the_launchers_mixed_precision_reaches_the_accelerator(
+    recipe, tiny_backbone, tmp_path, monkeypatch, fresh_state
+):
+    """--mixed_precision defaults to None, so ACCELERATE_MIXED_PRECISION (what `accelerate launch
+    --mixed_precision bf16` or a launch config sets) decides; bf16 autocast works on CPU too."""
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    metrics = recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--max_steps", "2"))
+    assert metrics["mixed_precision"] == "bf16" and metrics["args"]["output_dir"] == str(tmp_path / "out")
+
+
+def test_a_finished_run_is_not_overwritten_silently(recipe, tiny_backbone, tmp_path, fresh_state):
+    """final/ is written as a whole with its card rendered last from this run's records; a second run in the
+    same output_dir needs --overwrite_output_dir, and then nothing of the first run survives."""
+    from huggingface_hub import ModelCard
+
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--max_steps", "2", "--learning_rate", "0.002"))
+    final = tmp_path / "out" / "final"
+    card = ModelCard.load(final / "README.md").text
+    assert "No training record" not in card and "| `learning_rate` | `0.002` |" in card and "c.txt" in card
+    (final / "eval_results.json").write_text('{"tasks": {"CR": {"acc": 99.0}}, "avg": 99.0}')  # a stale record
+    with pytest.raises(ValueError, match="already holds a finished run .*--overwrite_output_dir"):
+        recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--max_steps", "2", "--learning_rate", "0.003"))
+    other = write_corpus(tmp_path / "other.txt", 64, seed=1)
+    recipe.main(
+        _tiny_args(
+            tiny_backbone,
+            other,
+            tmp_path,
+            "--max_steps",
+            "2",
+            "--learning_rate",
+            "0.003",
+            "--overwrite_output_dir",
+            "true",
+        )
+    )
+    card = ModelCard.load(final / "README.md").text
+    assert "| `learning_rate` | `0.003` |" in card and "other.txt" in card and "c.txt" not in card
+    assert not (final / "eval_results.json").exists() and "99.0" not in card
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".final")]  # no temporary left
+
+
+def test_bad_folders_fail_before_any_encoding(recipe, tiny_backbone, tmp_path, fresh_state):
+    import recipe_args
+
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cache_dir .*a_file/cache' is not writable"):
+        recipe_args.parse_args(_tiny_args(tiny_backbone, corpus, tmp_path, "--cache_dir", str(blocker / "cache")))
+    with pytest.raises(ValueError, match="resume_from_checkpoint=.*expected 'latest' or a checkpoint folder"):
+        recipe_args.parse_args(
+            _tiny_args(
+                tiny_backbone, corpus, tmp_path, "--resume_from_checkpoint", str(tmp_path / "no_such_checkpoint")
+            )
+        )
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_without_a_data_folder_the_main_job_trains_on_the_embedded_corpus(
+    recipe, tiny_backbone, tmp_path, monkeypatch, caplog, fresh_state
+):
+    """A fresh clone: no data folder anywhere. The corpus shipped with the package is used, the log says so,
+    and the STS-B dev signal is turned off with a warning instead of failing."""
+    monkeypatch.delenv("HF_SIMSKIP_DATA", raising=False)
+    monkeypatch.setattr("hf_simskip.paths.default_data_candidates", lambda: [tmp_path / "nowhere"])
+    args = [
+        "--model_name_or_path",
+        tiny_backbone,
+        "--pooling",
+        "mean",
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--report_to",
+        "none",
+        "--max_steps",
+        "2",
+    ]
+    metrics = recipe.main(args)
+    assert list(metrics["corpus"]["sources"]) == ["embedded:default_corpus.txt"] and metrics["best_dev_score"] is None
+    assert "no SentEval data folder: dev_signal turned off" in caplog.text
+    assert "training on the corpus shipped with hf_simskip" in caplog.text
+    assert (tmp_path / "out" / "final" / "model.safetensors").is_file()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from utils import SCRIPT, write_corpus
+from utils import FIXTURES, SCRIPT, write_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +40,8 @@ def run(backbone, corpus, tmp_path, out, *extra, kill_after: int | None = None):
         "mean",
         "--train_file",
         str(corpus),
+        "--data_dir",
+        str(FIXTURES / "senteval"),
         "--cache_dir",
         str(tmp_path / "cache"),
         "--output_dir",
@@ -116,6 +118,8 @@ def test_recipe_with_two_cpu_processes(tiny_backbone, tmp_path):
         "mean",
         "--train_file",
         str(corpus),
+        "--data_dir",
+        str(FIXTURES / "senteval"),
         "--cache_dir",
         str(tmp_path / "cache"),
         "--output_dir",

@@ -184,3 +184,22 @@ def test_push_after_the_training_recipe_layout(fake_hub, tiny_backbone, tmp_path
     model.save_pretrained(tmp_path / "out" / "final")  # a bad record never costs the weights
     assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
     assert "card README.md was not written" in caplog.text and "not valid JSON" in caplog.text
+
+
+def test_a_failed_push_leaves_the_local_card_alone(fake_hub, tiny_backbone, tmp_path, capsys, monkeypatch):
+    """`hf-simskip push` renders the card for the upload; the folder's README.md changes only once the
+    upload succeeded."""
+    tiny_simskip(tiny_backbone).save_pretrained(tmp_path / "m")
+    readme = tmp_path / "m" / "README.md"
+    before = readme.read_bytes()
+
+    def refuse(api, *args, **kwargs):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(HfApi, "create_commit", refuse)
+    assert cli_main(["push", str(tmp_path / "m"), "--repo-id", "org/failed"]) == 1
+    assert "connection refused" in capsys.readouterr().err
+    assert readme.read_bytes() == before  # not rewritten for a repo that never got it
+    FakeHub(monkeypatch)  # the transport works again
+    assert cli_main(["push", str(tmp_path / "m"), "--repo-id", "org/ok"]) == 0
+    assert 'from_pretrained("org/ok"' in readme.read_text()  # after a successful upload it is the pushed card

@@ -113,46 +113,138 @@ KILLED_RUN = textwrap.dedent("""
     from accelerate import Accelerator
     from hf_simskip.training import train_head
 
-    def kill_after_7(step, state):  # a crash right after step 7 (and its checkpoint, if any)
-        if step == 7:
+    def kill(step, state):  # a crash right after step {kill} (and its checkpoint, if any)
+        if step == {kill}:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    train_head(head(), data(), args({out!r}, per_device_train_batch_size=64, checkpointing_steps=2,
+    train_head(head(), data(), args({out!r}, per_device_train_batch_size=64, checkpointing_steps={every},
                                     save_total_limit=2),
-               Accelerator(cpu=True), step_callback=kill_after_7)
+               Accelerator(cpu=True), step_callback=kill)
 """)
 
 
-def test_exact_resume_after_sigkill_and_crash_during_save(tmp_path):
-    ref = head()
-    # 4 batches per epoch: the kill after step 7 resumes from step 6, mid-way through the second epoch
-    train_head(ref, data(), args(tmp_path / "ref", per_device_train_batch_size=64), Accelerator(cpu=True))
-    out = tmp_path / "killed"
-    code = KILLED_RUN.format(out=str(out))
+def killed_run(out, kill: int, every: int):
+    code = KILLED_RUN.format(out=str(out), kill=kill, every=every)
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert [p.name for p in list_checkpoints(out)] == ["step_4", "step_6"]  # save_total_limit=2
-    # a crash during the save of step 8: a half-written tmp folder, and a renamed folder without its state
-    shutil.copytree(out / "checkpoints/step_6", out / "checkpoints/step_8.tmp")
-    (out / "checkpoints/step_8").mkdir()
-    (out / "checkpoints/step_8/model.safetensors").write_bytes(b"partial")
-    assert resolve_checkpoint("latest", out).name == "step_6"
+
+
+def resumed_run(out, **kw):
     AcceleratorState._reset_state(reset_partial_state=True)
     resumed = head()
     m = train_head(
         resumed,
         data(),
-        args(out, per_device_train_batch_size=64, resume_from_checkpoint="latest"),
+        args(out, per_device_train_batch_size=64, resume_from_checkpoint="latest", **kw),
         Accelerator(cpu=True),
     )
+    return resumed, m
+
+
+def reference_run(out):
+    ref = head()
+    train_head(ref, data(), args(out, per_device_train_batch_size=64), Accelerator(cpu=True))
+    return ref
+
+
+def assert_same_weights(a, b):
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(b.state_dict()[k], v, rtol=1e-6, atol=1e-7, msg=k)
+
+
+def test_exact_resume_after_sigkill_and_crash_during_save(tmp_path):
+    ref = reference_run(tmp_path / "ref")
+    # 4 batches per epoch: the kill after step 7 resumes from step 6, mid-way through the second epoch
+    out = tmp_path / "killed"
+    killed_run(out, kill=7, every=2)
+    assert [p.name for p in list_checkpoints(out)] == ["step_4", "step_6"]  # save_total_limit=2
+    # a crash during the save of step 8: a half-written tmp folder, and a renamed folder without its state
+    shutil.copytree(out / "checkpoints/step_6", out / "checkpoints/step_8.tmp")
+    (out / "checkpoints/step_8").mkdir()
+    (out / "checkpoints/step_8/model.safetensors").write_bytes(b"partial")
+    assert resolve_checkpoint("latest", out)[0].name == "step_6"
+    resumed, m = resumed_run(out)
     assert m["global_step"] == 8
-    for k, v in ref.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-6, atol=1e-7, msg=k)
+    assert_same_weights(ref, resumed)
     # and a wrong path is a clear error
     with pytest.raises(ValueError, match="expected 'latest' or a checkpoint folder"):
         resolve_checkpoint(str(tmp_path), out)
+
+
+def test_exact_resume_from_a_checkpoint_on_an_epoch_boundary(tmp_path):
+    """4 batches per epoch, a checkpoint every 4 steps: the kill after step 5 resumes from step 4, the last
+    step of the first epoch (the next epoch's loader has not drawn its seed yet)."""
+    ref = reference_run(tmp_path / "ref")
+    out = tmp_path / "killed"
+    killed_run(out, kill=5, every=4)
+    assert [p.name for p in list_checkpoints(out)] == ["step_4"]
+    resumed, m = resumed_run(out)
+    assert m["global_step"] == 8
+    assert_same_weights(ref, resumed)
+
+
+def test_a_checkpoint_belongs_to_its_run(tmp_path):
+    """Another configuration cannot resume a run's checkpoints, and pruning keeps other runs' ones."""
+    out = tmp_path / "run"
+    killed_run(out, kill=5, every=4)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(ValueError, match=r"another configuration.*learning_rate: 0.01 -> 0.005"):
+        train_head(
+            head(),
+            data(),
+            args(out, per_device_train_batch_size=64, learning_rate=5e-3, resume_from_checkpoint="latest"),
+            Accelerator(cpu=True),
+        )
+    with pytest.raises(ValueError, match="another configuration"):
+        train_head(
+            head(),
+            data(),
+            args(
+                out,
+                per_device_train_batch_size=64,
+                learning_rate=5e-3,
+                resume_from_checkpoint=str(out / "checkpoints" / "step_4"),
+            ),
+            Accelerator(cpu=True),
+        )
+    # a fresh run of another configuration in the same folder prunes only its own checkpoints
+    AcceleratorState._reset_state(reset_partial_state=True)
+    train_head(
+        head(),
+        data(),
+        args(out, per_device_train_batch_size=32, checkpointing_steps=1, save_total_limit=2, max_steps=4),
+        Accelerator(cpu=True),
+    )
+    names = sorted(p.name for p in list_checkpoints(out))
+    assert names == ["step_3", "step_4"]  # step_4 is now the new run's (same step number, replaced)
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_4"
+
+
+def test_a_corrupt_checkpoint_falls_back_to_the_previous_complete_one(tmp_path, caplog):
+    ref = reference_run(tmp_path / "ref")
+    out = tmp_path / "killed"
+    killed_run(out, kill=7, every=2)  # checkpoints step_4, step_6 (latest)
+    weights = out / "checkpoints" / "step_6" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated on disk after it was written
+    resumed, m = resumed_run(out)
+    assert "step_6 could not be loaded" in caplog.text and "trying the previous one" in caplog.text
+    assert m["global_step"] == 8
+    assert_same_weights(ref, resumed)  # resumed from step_4: still the uninterrupted run's weights
+
+
+def test_a_diverging_run_stops_before_it_saves(tmp_path):
+    with pytest.raises(FloatingPointError, match="diverged by step 2: the (loss|weights).*NaN or Inf"):
+        train_head(
+            head(),
+            data() * float("1e30") ** 2,
+            args(tmp_path, checkpointing_steps=2, logging_steps=2),
+            Accelerator(cpu=True),
+        )
+    assert not list_checkpoints(tmp_path)
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0, got inf"):
+        train_head(head(), data(), args(tmp_path, learning_rate=float("inf")), Accelerator(cpu=True))
 
 
 def test_neighbour_positives_pair_each_row_with_its_nearest_other_row():

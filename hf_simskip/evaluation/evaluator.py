@@ -1,4 +1,4 @@
-"""``evaluate(encode, tasks=None, data_dir=None, mode="full", seed=1111) -> dict``.
+"""``evaluate(encode, tasks=None, data_dir=None, mode="full", seed=1111, *, probe="batched") -> dict``.
 
 Every unique sentence of the selected tasks is encoded once, in one ``encode`` call, in sorted order;
 the tasks then look their rows up. The result carries a protocol record (mode, folds, seed, probe and
@@ -20,10 +20,13 @@ from tqdm.auto import tqdm
 
 from ..paths import resolve_data_dir
 from . import protocol as P
+from . import reference
 from .tasks import TASK_FILES, TRANSFER_TASKS, check_task_names, load_task, unique_sentences
 
 logger = logging.getLogger(__name__)
 MODES = {"full": 10, "fast": 5}
+# probe name -> the module running SentEval's three classifiers with it (same signatures and results)
+PROBES = {"batched": P, "sklearn": reference}
 
 
 def check_embeddings(emb, n_expected: int) -> np.ndarray:
@@ -66,15 +69,15 @@ def _versions() -> dict:
     return out
 
 
-def _run_task(task, rows, runner: P.ProbeRunner, k: int, seed: int) -> dict:
+def _run_task(task, rows, probe, runner, k: int, seed: int) -> dict:
     s = task.splits
     single = lambda split: rows(split.sentences)  # noqa: E731
     if task.kind == "binary":
         y = s["all"].labels
-        out = P.inner_kfold(runner, single(s["all"]), y, k, seed, task.name)
+        out = probe.inner_kfold(runner, single(s["all"]), y, k, seed, task.name)
         return {**out, "n": len(y), "ndev": len(y), "ntest": len(y)}
     if task.name == "TREC":
-        out, _ = P.kfold(
+        out, _ = probe.kfold(
             runner,
             single(s["train"]),
             s["train"].labels,
@@ -88,7 +91,7 @@ def _run_task(task, rows, runner: P.ProbeRunner, k: int, seed: int) -> dict:
         return {**out, "n": len(s["train"]) + len(s["test"]), "ntrain": len(s["train"]), "ntest": len(s["test"])}
     if task.name == "MRPC":
         feats = {key: P.mrpc_features(rows(v.pairs[0]), rows(v.pairs[1])) for key, v in s.items()}
-        out, yhat = P.kfold(
+        out, yhat = probe.kfold(
             runner, feats["train"], s["train"].labels, feats["test"], s["test"].labels, k, seed, 2, task.name
         )
         return {
@@ -99,7 +102,7 @@ def _run_task(task, rows, runner: P.ProbeRunner, k: int, seed: int) -> dict:
             "ntest": len(s["test"]),
         }
     if task.name == "SST2":
-        out = P.split_classifier(
+        out = probe.split_classifier(
             runner,
             single(s["train"]),
             s["train"].labels,
@@ -121,6 +124,45 @@ def _run_task(task, rows, runner: P.ProbeRunner, k: int, seed: int) -> dict:
     return {**out, "n": len(test), "ntrain": len(s["train"]), "ndev": len(s["dev"]), "ntest": len(test)}
 
 
+def _probe_record(probe: str, runner, device) -> dict:
+    """What ran, with its convergence: every fit group of every task (``fits``) and the totals."""
+    unconverged = sum(r["unconverged"] for r in runner.records)
+    grids = {"grid_inner_kfold": P.GRID_INNER, "grid_kfold": P.GRID_KFOLD, "grid_split": P.GRID_INNER}
+    if probe == "batched":
+        head = {
+            "name": "batched",
+            "type": "logistic regression (sklearn LogisticRegression objective: C * sum log-loss "
+            "+ 0.5 ||w||^2, intercept unpenalised; multinomial for TREC)",
+            "solver": "batched preconditioned Newton-CG (torch)",
+            "device": str(device),
+            "dtype": str(runner.dtype),
+            "tol": runner.tol,
+            "max_iter": runner.max_iter,
+        }
+        extra = {}
+    else:
+        head = {
+            "name": "sklearn",
+            "type": "logistic regression (the original SentEval's sklearn backend: "
+            "LogisticRegression(C=C, random_state=seed) per fold and C, sklearn defaults)",
+            "solver": f"sklearn {reference.SOLVER['solver']} (one fit per fold and C)",
+            "device": "cpu",
+            "dtype": "float64",  # check_embeddings hands the probes float64, and lbfgs works in it
+            "tol": reference.SOLVER["tol"],
+            "max_iter": reference.SOLVER["max_iter"],
+        }
+        # lbfgs stopping at max_iter is SentEval's behaviour, not a failure of this run: counted, not warned
+        extra = {"convergence_warnings": sum(r["convergence_warnings"] for r in runner.records)}
+    return {
+        **head,
+        **grids,
+        "converged": unconverged == 0,
+        "unconverged_problems": unconverged,
+        **extra,
+        "fits": runner.records,
+    }
+
+
 def evaluate(
     encode,
     tasks=None,
@@ -131,6 +173,7 @@ def evaluate(
     standardize=False,
     device="cpu",
     show_progress_bar=None,
+    probe="batched",
 ) -> dict:
     """Score ``encode`` (a callable ``list[str] -> (n, d) array``) on SentEval tasks.
 
@@ -140,13 +183,20 @@ def evaluate(
     standardize: False keeps SentEval's exact objective (raw features; answers depend on the
     feature scale, as SentEval's do). True divides each task's features by their mean row norm first,
     which makes the answers invariant to rescaling the embeddings and changes nothing for unit-norm
-    embeddings; it is recorded in the protocol.
+    embeddings; it is recorded in the protocol; it applies to both probes.
+    probe: "batched" (default) fits every fold and C of a task at once with a torch solver of
+    sklearn's LogisticRegression objective, solved to the optimum (on ``device``). "sklearn" runs the
+    original SentEval's CPU path (reference.py): one ``LogisticRegression(C=C, random_state=seed)``
+    per fold and C with sklearn's defaults (lbfgs, tol=1e-4, max_iter=100), early stops included, to
+    reproduce published SentEval numbers; much slower. STS tasks (cosine) are the same for both.
     Returns {"tasks": {name: {...}}, "protocol": {...}, "avg": mean acc over the transfer tasks}.
     """
     if not callable(encode):
         raise TypeError(f"encode must be a callable list[str] -> (n, d) array, got {type(encode).__name__}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    if not isinstance(probe, str) or probe not in PROBES:
+        raise ValueError(f"probe must be one of {list(PROBES)}, got {probe!r}")
     names = check_task_names(tasks)
     data_dir = resolve_data_dir(data_dir)
     k = MODES[mode]
@@ -158,7 +208,7 @@ def evaluate(
     index = {s: i for i, s in enumerate(sentences)}
     encode_s = time.perf_counter() - start
 
-    runner = P.ProbeRunner(device=device)
+    runner = P.ProbeRunner(device=device) if probe == "batched" else reference.SklearnRunner(seed, show_progress_bar)
     results = {}
     bar = tqdm(loaded, desc="SentEval tasks", disable=show_progress_bar is False)
     for task in bar:
@@ -169,29 +219,17 @@ def evaluate(
             raise ValueError(f"{task.name}: embeddings are all zero, cannot standardize")
         rows = lambda sents, scale=scale: emb[[index[x] for x in sents]] / scale  # noqa: E731
         t0 = time.perf_counter()
-        results[task.name] = {**_run_task(task, rows, runner, k, seed), "seconds": round(time.perf_counter() - t0, 2)}
+        results[task.name] = {
+            **_run_task(task, rows, PROBES[probe], runner, k, seed),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
     transfer = [results[t]["acc"] for t in TRANSFER_TASKS if t in results]
-    unconverged = sum(r["unconverged"] for r in runner.records)
     protocol = {
         "mode": mode,
         "kfold": k,
         "seed": seed,
         "standardize": bool(standardize),
-        "probe": {
-            "type": "logistic regression (sklearn LogisticRegression objective: C * sum log-loss "
-            "+ 0.5 ||w||^2, intercept unpenalised; multinomial for TREC)",
-            "solver": "batched preconditioned Newton-CG (torch)",
-            "device": str(device),
-            "dtype": str(runner.dtype),
-            "tol": runner.tol,
-            "max_iter": runner.max_iter,
-            "grid_inner_kfold": P.GRID_INNER,
-            "grid_kfold": P.GRID_KFOLD,
-            "grid_split": P.GRID_INNER,
-            "converged": unconverged == 0,
-            "unconverged_problems": unconverged,
-            "fits": runner.records,
-        },
+        "probe": _probe_record(probe, runner, device),
         "sts": "Spearman/Pearson x100 of cosine similarity on the test split",
         "encoded_sentences": len(sentences),
         "embedding_dim": int(emb.shape[1]),

@@ -7,6 +7,8 @@
 - SST2: SplitClassifier: C from [2**t for t in range(-2, 4)] chosen on dev, scored on test.
 Like SentEval: StratifiedKFold(k, shuffle=True, random_state=seed), scores rounded to two decimals
 before the argmax (ties go to the smaller C), per-fold test accuracies rounded before averaging.
+reference.py runs the same three protocols with SentEval's own solver (one sklearn fit per fold and
+C); both keep these signatures and result dicts, so the evaluator can run either probe.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _acc(pred, y):
     return float(np.mean(pred == y))
 
 
-def _pick(scores, grid):
+def pick(scores, grid):
+    """SentEval's choice of C (shared by both probes): scores -> (C, its score x100)."""
     # SentEval: scores.append(round(100*mean, 2)); optreg = regs[np.argmax(scores)]
     scores = [round(100 * s, 2) for s in scores]
     best = int(np.argmax(scores))
@@ -85,7 +88,7 @@ def inner_kfold(runner: ProbeRunner, X, y, k: int, seed: int, label: str) -> dic
             np.mean([_acc(pred[o * k + i, g, inner_tests[o * k + i]], y[inner_tests[o * k + i]]) for i in range(k)])
             for g in range(len(grid))
         ]
-        c, dev = _pick(scores, GRID_INNER)
+        c, dev = pick(scores, GRID_INNER)
         chosen.append(c)
         devs.append(dev)
     outer_masks = np.zeros((k, n), bool)
@@ -112,7 +115,7 @@ def kfold(runner: ProbeRunner, Xtr, ytr, Xte, yte, k: int, seed: int, nclasses: 
     fit = runner.fit(Xtr, ytr, masks, np.tile(grid, (k, 1)), nclasses, label + "/kfold")
     pred = runner.predict(fit, Xtr)  # (k, G, n)
     scores = [np.mean([_acc(pred[f, g, te], ytr[te]) for f, (_, te) in enumerate(folds)]) for g in range(len(grid))]
-    c, dev = _pick(scores, GRID_KFOLD)
+    c, dev = pick(scores, GRID_KFOLD)
     fit = runner.fit(Xtr, ytr, np.ones((1, n), bool), np.array([[c]]), nclasses, label + "/final")
     yhat = runner.predict(fit, Xte)[0, 0]
     return {"acc": round(100 * _acc(yhat, yte), 2), "devacc": dev, "C": c}, yhat
@@ -122,7 +125,7 @@ def split_classifier(runner: ProbeRunner, Xtr, ytr, Xdev, ydev, Xte, yte, label:
     grid = np.array(GRID_INNER)
     fit = runner.fit(Xtr, ytr, np.ones((1, len(ytr)), bool), grid[None, :], 2, label + "/split")
     scores = [_acc(p, ydev) for p in runner.predict(fit, Xdev)[0]]
-    c, dev = _pick(scores, GRID_INNER)
+    c, dev = pick(scores, GRID_INNER)
     # SentEval refits with the chosen C on the same data: the same problem, so reuse that fit
     test_pred = runner.predict(fit, Xte)[0, GRID_INNER.index(c)]
     return {"acc": round(100 * _acc(test_pred, yte), 2), "devacc": dev, "C": c}

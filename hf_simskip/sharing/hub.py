@@ -21,7 +21,8 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
-from .model_card import ALTERNATIVE_FILES, RECORD_FILES, write_card_for_folder, write_model_card
+from ..files import write_text
+from .model_card import ALTERNATIVE_FILES, RECORD_FILES, card_for_folder, write_model_card
 
 logger = logging.getLogger(__name__)
 CARD_SOURCES_ATTR = "_simskip_card_sources"  # folders a model was saved to / loaded from, newest first
@@ -52,6 +53,12 @@ def on_save_pretrained(model, folder) -> None:
         write_model_card(model, folder, sources=sources)
     except (ValueError, TypeError, OSError, ImportError) as err:  # the weights are saved: never lose them to a card
         logger.warning("model saved to %s, but its card README.md was not written: %s", folder, err)
+    remember_source(model, folder)
+
+
+def remember_source(model, folder) -> None:
+    """Make ``folder`` (where ``model`` was saved) the first place a later ``push_to_hub`` looks for records."""
+    folder = os.path.abspath(folder)
     setattr(model, CARD_SOURCES_ATTR, [folder] + [s for s in getattr(model, CARD_SOURCES_ATTR, []) if s != folder])
 
 
@@ -62,22 +69,24 @@ def collect_paths(sources, filename: str) -> Path | None:
     return next((f / filename for f in search if (f / filename).is_file()), None)
 
 
-def folder_operations(folder) -> list[CommitOperationAdd]:
-    """One CommitOperationAdd per file under ``folder`` (POSIX paths in the repo), sorted."""
-    folder = Path(folder)
+def folder_operations(folder, replace: dict[str, bytes] | None = None) -> list[CommitOperationAdd]:
+    """One CommitOperationAdd per file under ``folder`` (POSIX paths in the repo), sorted; ``replace``
+    gives the content of some paths instead of the file on disk (a card rendered for the upload)."""
+    folder, replace = Path(folder), dict(replace or {})
     ops = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         if rel.startswith(".git/") or rel.startswith(".cache/") or rel.endswith(".tmp"):
             continue
-        ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)))
+        ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=replace.pop(rel, str(path))))
+    ops += [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=data) for rel, data in sorted(replace.items())]
     return ops
 
 
 COMMIT_OPTIONS = ("private", "token", "revision", "create_pr", "commit_message", "commit_description")
 
 
-def _commit_folder(folder, repo_id, options: dict):
+def _commit_folder(folder, repo_id, options: dict, replace: dict[str, bytes] | None = None):
     """Create the repo (and branch) if needed, then upload every file of ``folder`` in one commit.
     ``options``: any of COMMIT_OPTIONS."""
     unknown = set(options) - set(COMMIT_OPTIONS)
@@ -89,7 +98,7 @@ def _commit_folder(folder, repo_id, options: dict):
     revision = opts["revision"]
     if revision is not None and not revision.startswith("refs/pr"):
         api.create_branch(repo_id=repo_id, branch=revision, token=opts["token"], exist_ok=True)
-    ops = folder_operations(folder)
+    ops = folder_operations(folder, replace)
     if not ops:
         raise ValueError(f"nothing to upload: {str(folder)!r} holds no files")
     logger.info("uploading %d files to %s: %s", len(ops), repo_id, ", ".join(op.path_in_repo for op in ops))
@@ -131,13 +140,16 @@ def push_model_to_hub(model, repo_id: str, *, max_shard_size="50GB", tags=None, 
 
 
 def push_folder_to_hub(folder, repo_id: str, *, render_card: bool = True, **kwargs):
-    """Upload a saved model folder as it is, after rendering its README.md (``hf-simskip push``)."""
+    """Upload a saved model folder as it is, with its card rendered for ``repo_id`` (``hf-simskip push``).
+    The local README.md is rewritten only after the upload succeeded: a failed push changes nothing."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {str(folder)!r} does not exist")
-    if render_card:
-        write_card_for_folder(folder, repo_id=repo_id)
-    return _commit_folder(folder, repo_id, kwargs)
+    card = str(card_for_folder(folder, repo_id=repo_id)) if render_card else None
+    info = _commit_folder(folder, repo_id, kwargs, {"README.md": card.encode("utf-8")} if card else None)
+    if card is not None:
+        write_text(folder / "README.md", card)
+    return info
 
 
 __all__ = ["push_model_to_hub", "push_folder_to_hub", "on_save_pretrained", "folder_operations"]

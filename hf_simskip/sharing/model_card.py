@@ -260,8 +260,8 @@ def write_model_card(
     return write_text(folder / "README.md", str(card))
 
 
-def write_card_for_folder(folder, repo_id: str | None = None, **records) -> Path:
-    """``write_model_card`` for a saved model folder (reads its config.json)."""
+def card_for_folder(folder, repo_id: str | None = None, **records) -> ModelCard:
+    """The card of a saved model folder (its config.json and records), rendered but not written."""
     from ..models.simskip.configuration_simskip import SimSkipConfig
 
     folder = Path(folder)
@@ -270,12 +270,18 @@ def write_card_for_folder(folder, repo_id: str | None = None, **records) -> Path
     model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
     if model_type != "simskip":
         raise ValueError(f"{str(folder)!r} holds a {model_type!r} model, expected model_type 'simskip'")
-    return write_model_card(SimSkipConfig.from_pretrained(folder), folder, repo_id, **records)
+    return render_card(SimSkipConfig.from_pretrained(folder), collect_records([folder], True, **records), repo_id)
+
+
+def write_card_for_folder(folder, repo_id: str | None = None, **records) -> Path:
+    """Render the card of a saved model folder into its README.md (atomically)."""
+    return write_text(Path(folder) / "README.md", str(card_for_folder(folder, repo_id, **records)))
 
 
 __all__ = [
     "write_model_card",
     "write_card_for_folder",
+    "card_for_folder",
     "render_card",
     "collect_records",
     "RECORD_FILES",

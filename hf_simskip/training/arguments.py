@@ -21,6 +21,9 @@ class HeadTrainingArguments(ViewArguments):
     """Hyper-parameters of the head's contrastive training; their defaults are the recipe's defaults."""
 
     output_dir: str = field(default="outputs/simskip", metadata={"help": "where checkpoints, final/ and metrics go"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace a finished run in output_dir (else such a folder is refused)"}
+    )
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     num_train_epochs: float = 3.0

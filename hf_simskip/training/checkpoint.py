@@ -2,16 +2,22 @@
 
 Layout under ``<output_dir>/checkpoints``: ``step_{n}/`` (accelerate's state + ``trainer_state.json`` +
 ``augmentation_rng_{rank}.pt``) and a ``latest`` pointer file. A checkpoint is written as
-``step_{n}.tmp``, renamed with os.replace once complete, and only then does ``latest`` move (tmp file +
-os.replace), so a crash while saving leaves the previous checkpoint as ``latest``.
+``step_{n}.tmp``, renamed once complete, and only then does ``latest`` move (tmp file + os.replace), so a
+crash while saving leaves the previous checkpoint as ``latest``.
+
+Every checkpoint belongs to a run: ``trainer_state.json`` holds the run's fingerprint (a sha256 of what
+decides the trajectory: the training arguments, the head, the data) and the configuration behind it.
+Only the run's own checkpoints are pruned or resumed; resuming another configuration's checkpoint is
+an error that names what differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,51 +26,116 @@ from accelerate.logging import get_logger
 from ..files import write_text
 
 logger = get_logger(__name__)
-STEP_DIR = re.compile(r"^step_(\d+)$")
 STATE_FILE = "trainer_state.json"
+# what does not change the weights a run ends with: left out of its fingerprint
+NOT_IN_FINGERPRINT = (
+    "output_dir",
+    "overwrite_output_dir",
+    "resume_from_checkpoint",
+    "logging_steps",
+    "checkpointing_steps",
+    "save_total_limit",
+)
+RUN_ARTIFACTS = ("checkpoints", "final", "best_head.pt", "metrics.json", "corpus.json", "training_config.yaml")
 
 
 def checkpoints_dir(output_dir) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
-def list_checkpoints(output_dir) -> list[Path]:
-    """Complete checkpoints (``step_{n}`` folders with a trainer state), oldest first; ``.tmp`` ignored."""
+def run_config(args, head, embeddings, extra: dict | None = None) -> dict:
+    """What decides the trajectory of a run: the training arguments (but output/logging/checkpoint
+    placement), the head's parameter shapes and mode, the data's shape and a sample of its values, and
+    ``extra`` (the recipe adds the architecture config and the corpus fingerprint)."""
+    module = getattr(head, "module", head)
+    x = embeddings.detach().float().cpu()
+    sample = x[:: max(1, len(x) // 1024)].contiguous()
+    return {
+        "args": {k: v for k, v in asdict(args).items() if k not in NOT_IN_FINGERPRINT},
+        "head": {k: list(v.shape) for k, v in module.state_dict().items()},
+        "data": {"shape": list(x.shape), "sample_sha256": hashlib.sha256(sample.numpy().tobytes()).hexdigest()},
+        "extra": extra or {},
+    }
+
+
+def fingerprint(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_state(path: Path) -> dict | None:
+    try:
+        return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def list_checkpoints(output_dir, run_fingerprint: str | None = None) -> list[Path]:
+    """Complete checkpoints (``step_{n}`` folders with a readable trainer state), oldest first; ``.tmp``
+    ignored. With ``run_fingerprint``: only the checkpoints of that run."""
     root = checkpoints_dir(output_dir)
-    found = (
-        [
-            (int(m.group(1)), p)
-            for p in root.glob("step_*")
-            if (m := STEP_DIR.match(p.name)) and (p / STATE_FILE).is_file()
-        ]
-        if root.is_dir()
-        else []
-    )
+    found = []
+    for p in root.glob("step_*") if root.is_dir() else []:
+        step = p.name[len("step_") :]
+        state = _read_state(p) if step.isdigit() else None
+        if state is not None and (run_fingerprint is None or state.get("run_fingerprint") == run_fingerprint):
+            found.append((int(step), p))
     return [p for _, p in sorted(found)]
 
 
-def resolve_checkpoint(spec: str, output_dir) -> Path | None:
-    """``latest`` -> the folder the pointer names (or the newest complete one); a path -> that folder."""
-    if spec == "latest":
-        pointer = checkpoints_dir(output_dir) / "latest"
-        if pointer.is_file():
-            target = checkpoints_dir(output_dir) / pointer.read_text(encoding="utf-8").strip()
-            if (target / STATE_FILE).is_file():
-                return target
-            logger.warning("the latest pointer names %s, which is incomplete: using the newest complete one", target)
-        found = list_checkpoints(output_dir)
-        return found[-1] if found else None
-    path = Path(spec)
-    if not (path / STATE_FILE).is_file():
+def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(saved) | set(current))
+    out = []
+    for k in keys:
+        a, b = saved.get(k), current.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def _check_belongs(path: Path, state: dict, run_fp: str, config: dict) -> None:
+    if state.get("run_fingerprint") != run_fp:
+        diff = _differences(state.get("run_config") or {}, config) or ["(no configuration recorded)"]
         raise ValueError(
-            f"resume_from_checkpoint={spec!r}: expected 'latest' or a checkpoint folder holding "
-            f"{STATE_FILE}, got a path without one"
+            f"checkpoint {path} was saved by a run with another configuration, so it cannot be resumed by "
+            f"this one; differences (saved -> now): {'; '.join(diff[:8])}. Use the run's own arguments, "
+            "another output_dir, or overwrite_output_dir to start over"
         )
-    return path
+
+
+def resolve_checkpoint(spec: str, output_dir, run_fp: str | None = None, config: dict | None = None) -> list[Path]:
+    """The checkpoints to try, best first: ``latest`` -> the folder the pointer names (when complete and of
+    this run), then this run's other complete checkpoints, newest first (a corrupt one falls back to the
+    previous); a path -> that folder only."""
+    if spec != "latest":
+        path = Path(spec)
+        state = _read_state(path)
+        if state is None:
+            raise ValueError(
+                f"resume_from_checkpoint={spec!r}: expected 'latest' or a checkpoint folder holding "
+                f"{STATE_FILE}, got a path without one"
+            )
+        if run_fp is not None:
+            _check_belongs(path, state, run_fp, config or {})
+        return [path]
+    mine = list_checkpoints(output_dir, run_fp)
+    if not mine and run_fp is not None:
+        others = list_checkpoints(output_dir)
+        if others:  # complete checkpoints exist, none of this run
+            _check_belongs(others[-1], _read_state(others[-1]), run_fp, config or {})
+    pointer = checkpoints_dir(output_dir) / "latest"
+    if pointer.is_file():
+        target = checkpoints_dir(output_dir) / pointer.read_text(encoding="utf-8").strip()
+        if target in mine:
+            return [target] + [p for p in reversed(mine) if p != target]
+        logger.warning("the latest pointer names %s, which is incomplete: using the newest complete one", target)
+    return list(reversed(mine))
 
 
 def save_checkpoint(accelerator, output_dir, state: dict, generator: torch.Generator, total_limit: int | None):
-    """Save model/optimizer/scheduler/RNG (accelerate) + the augmentation generator + ``state`` atomically."""
+    """Save model/optimizer/scheduler/RNG (accelerate) + the augmentation generator + ``state`` atomically;
+    keep the last ``total_limit`` checkpoints of this run (state["run_fingerprint"])."""
     root = checkpoints_dir(output_dir)
     final = root / f"step_{state['global_step']}"
     tmp = root / f"step_{state['global_step']}.tmp"
@@ -81,7 +152,7 @@ def save_checkpoint(accelerator, output_dir, state: dict, generator: torch.Gener
         os.replace(tmp, final)
         write_text(root / "latest", final.name)
         if total_limit:
-            for old in list_checkpoints(output_dir)[:-total_limit]:
+            for old in list_checkpoints(output_dir, state.get("run_fingerprint"))[:-total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
@@ -89,23 +160,81 @@ def save_checkpoint(accelerator, output_dir, state: dict, generator: torch.Gener
 
 def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> dict:
     """Restore what save_checkpoint wrote; returns the trainer state (global_step, batches_seen, ...)."""
-    accelerator.load_state(str(path))
     rng = path / f"augmentation_rng_{accelerator.process_index}.pt"
     if not rng.is_file():
         raise ValueError(f"checkpoint {path} has no {rng.name}: it was saved with a different number of processes")
+    accelerator.load_state(str(path))
     generator.set_state(torch.load(rng, weights_only=True))
     return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
 
 
-def resume_state(resume_from, output_dir, accelerator, generator):
-    """(trainer state, torch RNG state to restore once the first batch is drawn or None)."""
-    state = {"global_step": 0, "batches_seen": 0, "best_metric": None, "best_step": None}
+def resume_state(resume_from, output_dir, accelerator, generator, run_fp: str, config: dict):
+    """(trainer state, torch RNG state as saved, or None when starting fresh). A checkpoint that fails to
+    load (a truncated file) is reported and the previous complete one of this run is tried."""
+    state = {
+        "global_step": 0,
+        "batches_seen": 0,
+        "best_metric": None,
+        "best_step": None,
+        "run_fingerprint": run_fp,
+        "run_config": config,
+    }
     if not resume_from:
         return state, None
-    path = resolve_checkpoint(resume_from, output_dir)
-    if path is None:
+    candidates = resolve_checkpoint(resume_from, output_dir, run_fp, config)
+    if not candidates:
         logger.warning("no checkpoint to resume from in %s: starting fresh", output_dir, main_process_only=True)
         return state, None
-    state = load_checkpoint(accelerator, path, generator)
-    logger.info("resumed from %s at step %d", path, state["global_step"], main_process_only=True)
-    return state, torch.get_rng_state()  # as saved (accelerate restored it): dropout draws from it
+    errors = []
+    for path in candidates:
+        try:
+            loaded = load_checkpoint(accelerator, path, generator)
+        except ValueError:
+            raise
+        except Exception as err:  # noqa: BLE001 (any unreadable file: torch, safetensors, pickle, OS errors)
+            errors.append(f"{path.name}: {type(err).__name__}: {err}")
+            logger.warning("checkpoint %s could not be loaded (%s); trying the previous one", path, err)
+            continue
+        logger.info("resumed from %s at step %d", path, loaded["global_step"], main_process_only=True)
+        return {**state, **loaded}, torch.get_rng_state()  # as saved (accelerate restored it): dropout draws from it
+    raise ValueError(f"no checkpoint in {checkpoints_dir(output_dir)} could be loaded: {'; '.join(errors)}")
+
+
+def check_output_dir(output_dir, overwrite: bool, resuming: bool) -> None:
+    """Before any work: an output_dir that holds a finished run (final/ or metrics.json) is refused
+    unless ``overwrite`` or the run resumes; the folder must be writable. Read-only: see clear_output_dir."""
+    out = Path(output_dir)
+    finished = [name for name in ("final", "metrics.json") if (out / name).exists()]
+    if finished and not resuming and not overwrite:
+        raise ValueError(
+            f"output_dir {str(out)!r} already holds a finished run ({', '.join(finished)}); pass "
+            "--overwrite_output_dir true to replace it, or choose another output_dir"
+        )
+    check_writable(out, "output_dir")
+
+
+def clear_output_dir(output_dir) -> list[str]:
+    """Remove the artifacts of an earlier run (checkpoints, final/, records), nothing else; returns what went."""
+    out, removed = Path(output_dir), []
+    for name in RUN_ARTIFACTS:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
+def check_writable(folder, what: str) -> None:
+    """Create ``folder`` if needed and prove that a file can be written in it; ValueError otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"{what} {str(folder)!r} is not writable: {err}") from err

@@ -8,13 +8,19 @@ The default corpus never contains a dev or a test sentence.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
-from ..paths import resolve_data_dir
+from ..paths import find_data_dir, resolve_data_dir
 
+logger = logging.getLogger(__name__)
 KFOLD_TASKS = ("CR", "MPQA", "MR", "SUBJ")
 TRAIN_SPLIT_TASKS = ("SST2", "TREC", "MRPC")
+# shipped with the package for machines without a data folder: 2,000 sentences written for hf_simskip,
+# Apache-2.0 (see DEFAULT_CORPUS.md beside it)
+EMBEDDED_CORPUS = Path(__file__).resolve().parent / "default_corpus.txt"
+EMBEDDED_SOURCE = "embedded:default_corpus.txt"
 
 
 def corpus_fingerprint(sentences) -> str:
@@ -28,7 +34,21 @@ def corpus_fingerprint(sentences) -> str:
 def _read_text_file(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"text file {str(path)!r} (one sentence a line) does not exist")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    data = path.read_bytes()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(
+            f"text file {str(path)!r} holds a NUL byte at offset {nul}: expected UTF-8 text, one "
+            "sentence a line, not a binary file"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"text file {str(path)!r} is not UTF-8 (byte {data[err.start]:#04x} at offset {err.start}): "
+            "convert it, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _task_sentences(name: str, data_dir: Path, split: str | None) -> list[str]:
@@ -86,12 +106,19 @@ def load_corpus(
             f"dataset:{dataset_name}[{dataset_split}].{text_column}",
             _read_dataset(dataset_name, dataset_split, text_column),
         )
-    else:
-        data_dir = resolve_data_dir(data_dir)
-        for txt in sorted((data_dir / "unlabeled").glob("*.txt")):
+    elif (found := find_data_dir(data_dir)) is not None:
+        for txt in sorted((found / "unlabeled").glob("*.txt")):
             add(f"unlabeled/{txt.name}", _read_text_file(txt))
         for name in TRAIN_SPLIT_TASKS:
-            add(f"{name}:train", _task_sentences(name, data_dir, "train"))
+            add(f"{name}:train", _task_sentences(name, found, "train"))
+    else:
+        logger.warning(
+            "no SentEval data folder (no data_dir, no $HF_SIMSKIP_DATA, none at the default places): "
+            "training on the corpus shipped with hf_simskip, %s (2,000 sentences written for the project, "
+            "Apache-2.0; see DEFAULT_CORPUS.md beside it)",
+            EMBEDDED_CORPUS,
+        )
+        add(EMBEDDED_SOURCE, _read_text_file(EMBEDDED_CORPUS))
     if transductive_kfold_tasks:
         data_dir = resolve_data_dir(data_dir)
         for name in KFOLD_TASKS:
@@ -106,7 +133,9 @@ def load_corpus(
         "fingerprint_sha256": corpus_fingerprint(unique),
         "transductive_kfold_tasks": bool(transductive_kfold_tasks),
     }
+    if EMBEDDED_SOURCE in sources:
+        record["license"] = "Apache-2.0 (written for hf_simskip; hf_simskip/training/DEFAULT_CORPUS.md)"
     return unique, record
 
 
-__all__ = ["load_corpus", "corpus_fingerprint", "KFOLD_TASKS", "TRAIN_SPLIT_TASKS"]
+__all__ = ["load_corpus", "corpus_fingerprint", "KFOLD_TASKS", "TRAIN_SPLIT_TASKS", "EMBEDDED_CORPUS"]

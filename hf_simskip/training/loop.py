@@ -25,7 +25,7 @@ from transformers import get_scheduler
 from ..files import atomic_path
 from ..models.simskip.head import contrastive_loss
 from .arguments import HeadTrainingArguments
-from .checkpoint import resume_state, save_checkpoint
+from .checkpoint import fingerprint, resume_state, run_config, save_checkpoint
 
 logger = get_logger(__name__)
 
@@ -124,6 +124,7 @@ def train_head(
     fit_statistics: bool = True,
     partners: torch.Tensor | None = None,
     step_callback=None,
+    run_info: dict | None = None,
 ) -> dict:
     """Train ``head`` (SimSkipHead) in place on ``embeddings`` (n, d); returns metrics.
 
@@ -133,6 +134,9 @@ def train_head(
     raw embeddings on the dev signal ends as the identity).
     ``partners`` (n, d): with positives="dropout", row i's positive (e.g. a dropout embedding of sentence i).
     ``step_callback(step, state)``: called after every optimisation step (and its checkpoint), on every process.
+    ``run_info``: what else decides this run (the recipe passes the architecture and the corpus
+    fingerprint); it enters the run fingerprint that ties checkpoints to their run.
+    A non-finite loss or weight stops the run with FloatingPointError before anything is saved.
     """
     args.validate()
     accelerator = accelerator or Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps)
@@ -146,7 +150,10 @@ def train_head(
     head.train()
     partners = _partners(embeddings, args, partners)
     head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings.float(), args, accelerator, partners)
-    state, resume_rng = resume_state(args.resume_from_checkpoint, args.output_dir, accelerator, generator)
+    config = run_config(args, head, embeddings, run_info)
+    state, resume_rng = resume_state(
+        args.resume_from_checkpoint, args.output_dir, accelerator, generator, fingerprint(config), config
+    )
     _log_header(accelerator, len(embeddings), args, total)
     if dev_fn is not None and state["global_step"] == 0:
         _evaluate(head, dev_fn, state, args, accelerator, 0)  # the untrained head (identity with zero_init): baseline
@@ -156,7 +163,12 @@ def train_head(
         epoch, skip = divmod(state["batches_seen"], len(loader))
         loader.set_epoch(epoch)  # sets the sampler's epoch; a skipping loader copies it
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-        for batch, *partner in batches_after_resume(epoch_loader, resume_rng):
+        # a skipping loader restarts accelerate's epoch counter (before accelerate 1.11), which it then hands to
+        # the sampler when iterated: give it this epoch, or the resumed run would replay epoch 0's order
+        epoch_loader.set_epoch(epoch)
+        # mid-epoch, the uninterrupted run drew this loader's seed before the checkpoint; at an epoch
+        # boundary it draws it after, from the restored RNG: reset the RNG only in the first case
+        for batch, *partner in batches_after_resume(epoch_loader, resume_rng if skip else None):
             resume_rng = None
             with accelerator.accumulate(head):
                 loss = contrastive_loss(head, batch, args, generator, partner[0] if partner else None)
@@ -198,13 +210,17 @@ def _partners(embeddings, args, partners):
 
 
 def _after_step(head, dev_fn, state, args, accelerator, step, losses, scheduler, generator, total):
-    if args.logging_steps and step % args.logging_steps == 0:
+    logs = bool(args.logging_steps) and step % args.logging_steps == 0
+    saves = bool(args.checkpointing_steps) and step % args.checkpointing_steps == 0
+    if logs or saves or step >= total:
+        check_finite(head, losses[-max(args.logging_steps, args.checkpointing_steps, 1) :], step, args)
+    if logs:
         recent = accelerator.reduce(torch.stack(losses[-args.logging_steps :]).mean(), reduction="mean").item()
         accelerator.log({"train/loss": recent, "train/lr": scheduler.get_last_lr()[0]}, step=step)
         logger.info("step %d: loss %.4f", step, recent, main_process_only=True)
     if dev_fn is not None and args.eval_steps and step % args.eval_steps == 0 and step < total:
         _evaluate(head, dev_fn, state, args, accelerator, step)
-    if args.checkpointing_steps and step % args.checkpointing_steps == 0:
+    if saves:
         save_checkpoint(accelerator, args.output_dir, dict(state), generator, args.save_total_limit)
 
 
@@ -237,6 +253,20 @@ def _finish(head, dev_fn, state, args, accelerator, losses, samples, seconds, to
     }
 
 
+def check_finite(head, losses, step: int, args) -> None:
+    """Stop a diverged run before it saves anything: every recent loss and every weight must be finite
+    (checked at logging and checkpoint steps and at the end, so the GPU is not synchronised each step)."""
+    module = getattr(head, "module", head)
+    bad_loss = bool(losses) and not bool(torch.isfinite(torch.stack([loss.float() for loss in losses])).all())
+    bad = [name for name, p in module.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad_loss or bad:
+        what = "the loss" if bad_loss else f"the weights ({', '.join(bad[:3])})"
+        raise FloatingPointError(
+            f"training diverged by step {step}: {what} became NaN or Inf (learning_rate {args.learning_rate}, "
+            f"temperature {args.temperature}); nothing from this run was saved after it. Lower the learning rate"
+        )
+
+
 def batches_after_resume(loader, rng_state):
     """The loader's batches; after a resume the global torch RNG is reset once the loader has started."""
     it = iter(loader)
@@ -260,4 +290,4 @@ def nearest_other_rows(x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     return x[best]
 
 
-__all__ = ["train_head", "EpochPermutation", "batches_after_resume", "nearest_other_rows"]
+__all__ = ["train_head", "EpochPermutation", "batches_after_resume", "nearest_other_rows", "check_finite"]
