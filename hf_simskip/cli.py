@@ -225,7 +225,12 @@ def refine_parser(sub):
         ],
     )
     p.add_argument("--model", required=True, help="folder (or Hub id) saved by SimSkipModel.save_pretrained")
-    p.add_argument("--input", required=True, help=".npy, .npz or .parquet file of raw embeddings (n, d)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help=".npy, .npz or .parquet file of raw embeddings (n, d), or (n, 1 + L, d) "
+        "stacks (the embedding, then the layers) for a layer-aware head",
+    )
     p.add_argument("--output", required=True, help=".npy, .npz or .parquet file for the refined embeddings")
     p.add_argument("--key", default=None, help="array name inside an .npz (needed when it holds several)")
     p.add_argument("--column", default=None, help="parquet column of embedding vectors (lists/arrays)")
@@ -250,9 +255,9 @@ def refine(args) -> int:
         )
     x, table = read_embeddings(args.input, key=args.key, column=args.column)  # before loading the model: fail fast
     model = load_simskip(args.model)
-    if x.shape[1] != model.config.embedding_dim:
+    if x.shape[-1] != model.config.embedding_dim:
         raise ValueError(
-            f"{args.input}: embeddings are {x.shape[1]}-d but the model {args.model!r} refines "
+            f"{args.input}: embeddings are {x.shape[-1]}-d but the model {args.model!r} refines "
             f"{model.config.embedding_dim}-d embeddings"
         )
     try:
@@ -260,7 +265,7 @@ def refine(args) -> int:
     except ValueError as err:
         raise ValueError(f"{args.input}: {err}") from err
     path = write_embeddings(args.output, refined, args.output_key, table)
-    _out(f"refined {refined.shape[0]} x {x.shape[1]} -> {refined.shape[1]}: wrote {path}")
+    _out(f"refined {refined.shape[0]} x {' x '.join(map(str, x.shape[1:]))} -> {refined.shape[1]}: wrote {path}")
     return 0
 
 

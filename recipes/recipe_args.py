@@ -25,6 +25,7 @@ from hf_simskip import SimSkipConfig
 from hf_simskip.models.simskip.configuration_simskip import BACKBONE_FIELDS
 from hf_simskip.paths import find_data_dir
 from hf_simskip.training import DEFAULT_CACHE_DIR, HeadTrainingArguments
+from hf_simskip.training.cache import CACHE_DTYPES
 from hf_simskip.training.checkpoint import check_output_dir, check_writable, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class DataArguments:
     )
     max_train_samples: int | None = None
     cache_dir: str = field(default=DEFAULT_CACHE_DIR, metadata={"help": "where embedding caches live"})
+    cache_dtype: str = field(default="float16", metadata={"help": "float16 | float32: how the cache stores rows"})
     encode_batch_size: int = 64
     dev_signal: str = field(default="stsb", metadata={"help": "stsb (STS-B dev Spearman) | none"})
     max_dev_pairs: int | None = field(default=None, metadata={"help": "use only the first N STS-B dev pairs (tests)"})
@@ -158,6 +160,8 @@ def validate(model_args, data_args, train_args, run_args) -> None:
         raise ValueError(
             f"mixed_precision must be one of [None, 'no', 'fp16', 'bf16'], got {run_args.mixed_precision!r}"
         )
+    if data_args.cache_dtype not in CACHE_DTYPES:
+        raise ValueError(f"cache_dtype must be one of {list(CACHE_DTYPES)}, got {data_args.cache_dtype!r}")
     if data_args.dev_signal not in ("stsb", "none"):
         raise ValueError(f"dev_signal must be 'stsb' or 'none', got {data_args.dev_signal!r}")
     data_dir = find_data_dir(data_args.data_dir)  # a named folder that does not exist: FileNotFoundError

@@ -51,8 +51,8 @@ def make_dev_fn(model, data_args: DataArguments, accelerator):
     """STS-B dev Spearman (x100) of the cosine of refined embeddings; raw dev embeddings cached once."""
     a, b, gold = stsb_dev_pairs(data_args.data_dir, data_args.max_dev_pairs)
     cache = (data_args.cache_dir, accelerator, data_args.encode_batch_size)
-    xa, _ = build_embedding_cache(model, a, *cache, name="stsb-dev-a")
-    xb, _ = build_embedding_cache(model, b, *cache, name="stsb-dev-b")
+    xa, _ = build_embedding_cache(model, a, *cache, name="stsb-dev-a", dtype=data_args.cache_dtype)
+    xb, _ = build_embedding_cache(model, b, *cache, name="stsb-dev-b", dtype=data_args.cache_dtype)
     return stsb_dev_fn(xa, xb, gold, accelerator.device)
 
 
@@ -159,7 +159,13 @@ def main(argv=None):
             train_args.seed,
         )
     x, cache = build_embedding_cache(
-        model, sentences, data_args.cache_dir, accelerator, data_args.encode_batch_size, extra_key=stage0
+        model,
+        sentences,
+        data_args.cache_dir,
+        accelerator,
+        data_args.encode_batch_size,
+        extra_key=stage0,
+        dtype=data_args.cache_dtype,
     )
     corpus["embedding_cache"] = cache
     partners = None
@@ -173,6 +179,7 @@ def main(argv=None):
             extra_key=stage0,
             name="corpus-dropout",
             dropout_seed=train_args.seed,
+            dtype=data_args.cache_dtype,
         )
     dev_fn = make_dev_fn(model, data_args, accelerator) if data_args.dev_signal == "stsb" else None
 

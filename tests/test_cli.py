@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import hf_simskip.evaluation
 from hf_simskip import files
@@ -305,3 +306,26 @@ def test_batch_size_must_be_a_positive_whole_number(head_dir, tmp_path, capsys, 
     assert exit_info.value.code == 2
     assert "expected a whole number >= 1" in capsys.readouterr().err
     assert not (tmp_path / "y.npy").exists()  # nothing written, not even an empty result
+
+
+def test_refine_takes_stacked_layer_embeddings_for_a_layer_aware_head(tmp_path, capsys):
+    """A head-only layer-aware model refines (n, 1 + L, d) stacks (the embedding, then the layers it reads)
+    and refuses the embeddings alone with a message that says what it needs."""
+    model = head_only(16, layers=[2, 4, 5])
+    with torch.no_grad():
+        model.head.layer_branch.gate.fill_(0.5)
+    model.save_pretrained(tmp_path / "m")
+    stacks = np.random.default_rng(4).normal(size=(6, 4, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", stacks)
+    code, out, err = run(
+        ["refine", "--model", tmp_path / "m", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"], capsys
+    )
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.refine(stacks), atol=1e-6)
+    assert np.load(tmp_path / "y.npy").shape == (6, 32)
+    np.save(tmp_path / "flat.npy", stacks[:, 0])
+    code, _, err = run(
+        ["refine", "--model", tmp_path / "m", "--input", tmp_path / "flat.npy", "--output", tmp_path / "z.npy"], capsys
+    )
+    assert code == 1 and "(n, 4, 16)" in err and "reads 3 hidden layers besides the embedding" in err, err
+    assert not (tmp_path / "z.npy").exists()

@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from hf_simskip import SimSkipModel
-
-from runner import RunSpec, dropout_embeddings, make_control, train_on_embeddings
-from utils import tiny_sentences
+import runner
+from runner import RunSpec, make_control, train_on_embeddings
 
 
 def test_run_spec_validation():
@@ -19,6 +17,8 @@ def test_run_spec_validation():
         RunSpec(name="x", head={"pooling": "avg"})
     with pytest.raises(ValueError, match="corpus must be"):
         RunSpec(name="x", corpus="test")
+    with pytest.raises(ValueError, match="parts must be like"):
+        RunSpec(name="x", control="concat", parts=["x", "L"])
     args = RunSpec(name="x", train={"temperature": 0.2, "learning_rate": 3e-4}).training_args(7, "out")
     assert (args.temperature, args.learning_rate, args.seed) == (0.2, 3e-4, 7)
     assert make_control("whiten-64").name == "whiten-64" and make_control("abtt-3").k == 3
@@ -40,14 +40,57 @@ def test_training_on_cached_embeddings_keeps_the_dev_best_head():
     assert model.refine(x[:5]).shape == (5, 16)
 
 
-def test_dropout_corpus_views_are_cached_once_and_checked(tiny_backbone, tmp_path, monkeypatch):
-    sentences, backbone = tiny_sentences(10), {"name": tiny_backbone, "pooling": "mean"}
-    views = dropout_embeddings(sentences, tmp_path, backbone, seed=1)
-    clean = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean").encode(sentences)
-    assert views.shape == clean.shape and not np.allclose(views, clean, atol=1e-4)
-    [cached] = list(tmp_path.glob("corpus_dropout_*.npz"))
-    monkeypatch.setattr(SimSkipModel, "from_encoder_pretrained", None)  # a second call must not encode
-    np.testing.assert_array_equal(dropout_embeddings(sentences, tmp_path, backbone, seed=1), views)
-    np.savez(cached, sentences=np.array(sentences[::-1]), embeddings=views)  # a stale or foreign file
-    with pytest.raises(ValueError, match="holds other sentences than the corpus"):
-        dropout_embeddings(sentences, tmp_path, backbone, seed=1)
+def test_a_small_grid_end_to_end(tiny_backbone, tiny_senteval, tmp_path):
+    """The runner on the tiny SentEval fixture with the tiny backbone: one cache of every hidden layer (built
+    once, reused by the next run), post-hoc and layer controls, a layer-aware head with dropout positives."""
+    import json
+
+    import yaml
+
+    grid = {
+        "backbone": tiny_backbone,
+        "pooling": "mean",
+        "mode": "fast",
+        "seeds": [0],
+        "runs": [
+            {"name": "identity", "control": "identity"},
+            {"name": "x+0.5L1", "control": "concat", "parts": ["x", "0.5*L1"]},
+            {"name": "pca", "control": "pca", "parts": ["L0", "L1"], "dim": 8, "weight": 0.5},
+            {
+                "name": "layers",
+                "default": True,
+                "head": {"layers": [0, 1], "layer_dim": 16, "projector_dim": 0},
+                "train": {
+                    "positives": "dropout",
+                    "augmentation": "none",
+                    "max_steps": 3,
+                    "per_device_train_batch_size": 32,
+                    "geometry_weight": 1.0,
+                    "eval_steps": 0,
+                },
+            },
+        ],
+    }
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
+    args = [
+        "run",
+        "--grid",
+        str(tmp_path / "g.yaml"),
+        "--data-dir",
+        str(tiny_senteval),
+        "--out",
+        str(tmp_path / "results"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    ]
+    runner.main(args)
+    runs = {p.name: json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")}
+    assert set(runs) == {"identity__seed0.json", "x+0.5L1__seed0.json", "pca__seed0.json", "layers__seed0.json"}
+    assert runs["x+0.5L1__seed0.json"]["protocol"]["embedding_dim"] == 64
+    assert runs["layers__seed0.json"]["protocol"]["embedding_dim"] == 48  # [f(x) (32), u (16)]
+    assert runs["layers__seed0.json"]["run"]["training"]["global_step"] == 3
+    caches = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").iterdir())
+    assert caches == ["experiments", "experiments"]  # the stacks, and one dropout view of the corpus
+    (tmp_path / "results" / "runs" / "identity__seed0.json").unlink()
+    runner.main(args)  # resumes: only the missing run, the cache reused
+    assert (tmp_path / "results" / "runs" / "identity__seed0.json").is_file()

@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModel
 
 from hf_simskip import SimSkipConfig, SimSkipModel
 
-from utils import WITHOUT_HF_SIMSKIP
+from utils import WITHOUT_HF_SIMSKIP, perturb
 
 SENTENCES = [
     "A gripping story with great actors.",
@@ -106,6 +106,54 @@ def test_remote_code_load_without_the_package(tiny_model, tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "REMOTE_OK transformers_modules" in res.stdout
+
+
+def test_a_layer_aware_model_reads_every_layer_from_one_pass_and_travels(tiny_backbone, tmp_path):
+    """layers=[...]: one backbone pass gives x and the pooled layers; the head starts as the identity on x
+    (its layer part is 0); saved and loaded, with the package and through trust_remote_code without it."""
+    fresh = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", layers=[1, 2], max_seq_length=16)
+    plain = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", max_seq_length=16)
+    start = fresh.encode(SENTENCES)
+    assert start.shape == (len(SENTENCES), 64) and fresh.config.output_dim == 64
+    np.testing.assert_allclose(start[:, :32], plain.encode(SENTENCES), atol=1e-6)  # f = identity on x
+    assert not np.abs(start[:, 32:]).any()  # u = 0 before training
+    model = perturb(fresh)
+    feats = model.map_sentences(SENTENCES[:4], lambda h: h)
+    assert feats.shape == (4, 3, 32)
+    np.testing.assert_allclose(model.refine(feats.numpy()), model.encode(SENTENCES[:4]), atol=1e-5)
+    with pytest.raises(ValueError, match=r"shape \(n, 3, 32\) .*reads 2 hidden layers besides the embedding"):
+        model.refine(feats[:, 0].numpy())
+    model.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["layers"] == [1, 2]
+    ref = model.encode(SENTENCES)
+    np.testing.assert_allclose(AutoModel.from_pretrained(tmp_path / "m").encode(SENTENCES), ref, atol=1e-6)
+    np.save(tmp_path / "ref.npy", ref)
+    script = WITHOUT_HF_SIMSKIP + textwrap.dedent(f"""
+        import numpy as np
+        from transformers import AutoModel
+        m = AutoModel.from_pretrained({str(tmp_path / "m")!r}, trust_remote_code=True)
+        assert "hf_simskip" not in type(m).__module__, type(m).__module__
+        np.testing.assert_allclose(m.encode({SENTENCES!r}), np.load({str(tmp_path / "ref.npy")!r}), atol=1e-6)
+        print("REMOTE_LAYERS_OK")
+    """)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=240)
+    assert res.returncode == 0 and "REMOTE_LAYERS_OK" in res.stdout, res.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"layers": [0, 3]}, "reach past the backbone's 2 layers"),
+        ({"layers": []}, "non-empty list"),
+        ({"layers": [1, 1]}, "must not repeat"),
+        ({"layers": [1], "output": "concat"}, "output='concat'"),
+        ({"layers": [1], "layer_pooling": "cls"}, "layer_pooling must be one of"),
+    ],
+)
+def test_layer_settings_are_checked(tiny_backbone, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", **kwargs)
 
 
 def test_auto_classes_are_registered():

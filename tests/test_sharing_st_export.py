@@ -25,6 +25,10 @@ from utils import SENTENCES, WITHOUT_HF_SIMSKIP, head_only, tiny_simskip
             ["Transformer", "Pooling", "Normalize", "SimSkipModule", "Normalize"],
         ),
         ({"standardize_input": True, "output": "concat"}, ["Transformer", "Pooling", "SimSkipModule"]),
+        (  # a layer-aware head: the Transformer module emits all_layer_embeddings for SimSkipModule
+            {"layers": [0, 2], "encoder_normalize": True, "normalize_embeddings": True},
+            ["Transformer", "Pooling", "Normalize", "SimSkipModule", "Normalize"],
+        ),
     ],
 )
 def test_sentence_transformers_parity(tiny_backbone, tmp_path, kwargs, types):

@@ -88,9 +88,9 @@ def worker(out: Path) -> None:
         from utils import tiny_sentences
 
         model = SimSkipModel.from_encoder_pretrained(backbone, pooling="mean")
-        emb, _ = build_embedding_cache(model, tiny_sentences(11), out / "cache", acc, batch_size=4)
+        emb, _ = build_embedding_cache(model, tiny_sentences(11), out / "cache", acc, batch_size=4, dtype="float32")
         if rank == 0:
-            torch.save(emb, out / "cache_x.pt")
+            torch.save(emb[:], out / "cache_x.pt")
     acc.wait_for_everyone()
 
 

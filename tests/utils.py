@@ -69,13 +69,13 @@ def write_corpus(path, n: int = 64, seed: int = 0) -> str:
 def perturb(model, seed: int = 0):
     """Move the head away from the zero-init identity and BatchNorm defaults, so round trips test something."""
     gen = torch.Generator().manual_seed(seed)
-    d = model.config.embedding_dim
+    shape = model.head.input_shape  # (d,), or (1 + layers, d) for a layer-aware head
     with torch.no_grad():
         for p in model.head.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=gen))
     model.train()
-    model.head(torch.randn(8, d, generator=gen))
-    model.fit_statistics(torch.randn(20, d, generator=gen) * 2 + 0.5)
+    model.head(torch.randn(8, *shape, generator=gen))
+    model.fit_statistics(torch.randn(20, *shape, generator=gen) * 2 + 0.5)
     return model.eval()
 
 

@@ -26,7 +26,7 @@ ST_POOLING = {
     "mean_sqrt_len": "mean_sqrt_len_tokens",
     "last": "lasttoken",
 }
-CODE_FILES = ("st_module.py", "configuration_simskip.py", "head.py", "augmentations.py", "losses.py")
+CODE_FILES = ("st_module.py", "configuration_simskip.py", "head.py", "augmentations.py", "losses.py", "pooling.py")
 MODEL_CODE = Path(__file__).resolve().parent.parent / "models" / "simskip"
 MODULE_TYPE = "st_module.SimSkipModule"
 
@@ -68,7 +68,10 @@ def build_sentence_transformer(model, backbone_dir):
     model.encoder.save_pretrained(backbone_dir)
     model.tokenizer.save_pretrained(backbone_dir)
     c = model.config
-    modules = [Transformer(str(backbone_dir), max_seq_length=c.max_seq_length), Pooling(c.embedding_dim, mode)]
+    # a layer-aware head reads the hidden layers: the Transformer module emits them as all_layer_embeddings
+    config_kwargs = {"output_hidden_states": True} if c.layers else None
+    transformer = Transformer(str(backbone_dir), max_seq_length=c.max_seq_length, config_kwargs=config_kwargs)
+    modules = [transformer, Pooling(c.embedding_dim, mode)]
     modules += [Normalize()] if c.encoder_normalize else []
     modules += [simskip_module(model)]
     modules += [Normalize()] if c.normalize_embeddings else []

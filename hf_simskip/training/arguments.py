@@ -39,6 +39,13 @@ class HeadTrainingArguments(ViewArguments):
     save_total_limit: int = field(default=2, metadata={"help": "keep only the last K checkpoints (0: all)"})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder"})
     load_best_at_end: bool = field(default=True, metadata={"help": "end with the head of the best dev score"})
+    geometry_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of the term that keeps the output's in-batch cosine similarities close to the backbone's "
+            "(the geometry STS scores measure); 0: NT-Xent alone"
+        },
+    )
     positives: str = field(
         default="views",
         metadata={
@@ -67,7 +74,14 @@ class HeadTrainingArguments(ViewArguments):
             )
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
-        for name in ("logging_steps", "eval_steps", "checkpointing_steps", "save_total_limit", "weight_decay"):
+        for name in (
+            "logging_steps",
+            "eval_steps",
+            "checkpointing_steps",
+            "save_total_limit",
+            "weight_decay",
+            "geometry_weight",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")

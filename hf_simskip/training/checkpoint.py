@@ -48,12 +48,14 @@ def run_config(args, head, embeddings, extra: dict | None = None) -> dict:
     placement), the head's parameter shapes and mode, the data's shape and a sample of its values, and
     ``extra`` (the recipe adds the architecture config and the corpus fingerprint)."""
     module = getattr(head, "module", head)
-    x = embeddings.detach().float().cpu()
-    sample = x[:: max(1, len(x) // 1024)].contiguous()
+    sample = torch.as_tensor(embeddings[:: max(1, len(embeddings) // 1024)]).detach().float().cpu().contiguous()
     return {
         "args": {k: v for k, v in asdict(args).items() if k not in NOT_IN_FINGERPRINT},
         "head": {k: list(v.shape) for k, v in module.state_dict().items()},
-        "data": {"shape": list(x.shape), "sample_sha256": hashlib.sha256(sample.numpy().tobytes()).hexdigest()},
+        "data": {
+            "shape": list(embeddings.shape),
+            "sample_sha256": hashlib.sha256(sample.numpy().tobytes()).hexdigest(),
+        },
         "extra": extra or {},
     }
 

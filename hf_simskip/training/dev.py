@@ -21,14 +21,14 @@ def stsb_dev_pairs(data_dir=None, max_pairs: int | None = None) -> tuple[list[st
 
 def stsb_dev_fn(x_a: torch.Tensor, x_b: torch.Tensor, gold, device=None):
     """``dev_fn(head) -> float``: Spearman x100 of cos(head.embed(x_a), head.embed(x_b)) against ``gold``,
-    with ``x_a``, ``x_b`` the raw (n, d) backbone embeddings of the dev pairs."""
+    with ``x_a``, ``x_b`` the head's raw inputs for the dev pairs ((n, d), or (n, 1 + L, d) with layers)."""
     from scipy.stats import spearmanr
 
-    x_a, x_b = torch.as_tensor(x_a, dtype=torch.float32), torch.as_tensor(x_b, dtype=torch.float32)
+    x_a, x_b = (torch.as_tensor(t[:]).float() for t in (x_a, x_b))  # tensors, arrays or FeatureTables
     if x_a.shape != x_b.shape or x_a.shape[0] != len(gold):
         raise ValueError(
-            f"expected two (n, d) embeddings of the {len(gold)} dev pairs, got {tuple(x_a.shape)} "
-            f"and {tuple(x_b.shape)}"
+            f"expected the raw inputs of the {len(gold)} dev pairs, twice the same shape, got "
+            f"{tuple(x_a.shape)} and {tuple(x_b.shape)}"
         )
 
     def dev_fn(head) -> float:

@@ -18,7 +18,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -47,14 +47,45 @@ class EpochPermutation(Sampler):
         return self.n
 
 
+class Rows(Dataset):
+    """Batches of rows of a tensor or a memory-mapped FeatureTable: ``(rows,)``, or ``(rows, partner rows)``
+    where ``partners`` is a second table of the same shape or an (n,) index of partner rows in the first.
+    Fetched a whole batch at a time (``__getitems__``), so a memory-mapped table is read once per batch."""
+
+    def __init__(self, table, partners=None):
+        self.table, self.partners = table, partners
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitems__(self, indices):
+        index = torch.as_tensor(indices, dtype=torch.long)
+        rows = torch.as_tensor(self.table[index]).float()
+        if self.partners is None:
+            return (rows,)
+        if isinstance(self.partners, torch.Tensor) and self.partners.dim() == 1:  # an index into the table
+            return rows, torch.as_tensor(self.table[self.partners[index]]).float()
+        return rows, torch.as_tensor(self.partners[index]).float()
+
+    def __getitem__(self, i):
+        return tuple(t[0] for t in self.__getitems__([i]))
+
+
+def _whole_batch(batch):
+    return batch  # Rows.__getitems__ already built it
+
+
 def _prepare(head, x, args, accelerator, partners=None):
     if accelerator.device.type == "cuda" and accelerator.num_processes > 1:
         head = torch.nn.SyncBatchNorm.convert_sync_batchnorm(head)  # CUDA only (gloo has no SyncBatchNorm)
     sampler = EpochPermutation(len(x), args.seed)
-    tensors = (x,) if partners is None else (x, partners)
     loader = DataLoader(
-        TensorDataset(*tensors), batch_size=args.per_device_train_batch_size, sampler=sampler, drop_last=True
-    )  # BatchNorm fails on a batch of one
+        Rows(x, partners),
+        batch_size=args.per_device_train_batch_size,
+        sampler=sampler,
+        drop_last=True,  # BatchNorm fails on a batch of one
+        collate_fn=_whole_batch,
+    )
     optimizer = torch.optim.AdamW(head.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
     updates_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
@@ -71,8 +102,9 @@ def _prepare(head, x, args, accelerator, partners=None):
 
 
 def _check_data(x, args, accelerator):
-    if not isinstance(x, torch.Tensor) or x.dim() != 2:
-        raise ValueError(f"embeddings must be a (n, d) tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if not hasattr(x, "shape") or not hasattr(x, "__getitem__") or len(x.shape) not in (2, 3):
+        got = getattr(x, "shape", type(x).__name__)
+        raise ValueError(f"embeddings must be an (n, d) or (n, 1 + L, d) tensor or FeatureTable, got {got}")
     need = args.per_device_train_batch_size * accelerator.num_processes
     if x.shape[0] < need:
         raise ValueError(
@@ -117,7 +149,7 @@ def _evaluate(head, dev_fn, state, args, accelerator, step):
 
 def train_head(
     head,
-    embeddings: torch.Tensor,
+    embeddings,
     args: HeadTrainingArguments,
     accelerator: Accelerator | None = None,
     dev_fn=None,
@@ -126,13 +158,14 @@ def train_head(
     step_callback=None,
     run_info: dict | None = None,
 ) -> dict:
-    """Train ``head`` (SimSkipHead) in place on ``embeddings`` (n, d); returns metrics.
+    """Train ``head`` (SimSkipHead) in place on ``embeddings``: its raw inputs, (n, d) or (n, 1 + L, d), a
+    tensor or a memory-mapped FeatureTable (the recipe's cache); returns metrics.
 
     ``dev_fn(head) -> float`` (higher is better) is called before training (step 0: with zero_init the
     identity, i.e. the raw embeddings), every ``eval_steps`` and at the end; the best head is kept
     (``best_head.pt``) and restored at the end when ``load_best_at_end`` (so a run that never beats the
     raw embeddings on the dev signal ends as the identity).
-    ``partners`` (n, d): with positives="dropout", row i's positive (e.g. a dropout embedding of sentence i).
+    ``partners`` (same shape): with positives="dropout", row i's positive (a dropout embedding of sentence i).
     ``step_callback(step, state)``: called after every optimisation step (and its checkpoint), on every process.
     ``run_info``: what else decides this run (the recipe passes the architecture and the corpus
     fingerprint); it enters the run fingerprint that ties checkpoints to their run.
@@ -149,7 +182,7 @@ def train_head(
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + accelerator.process_index)
     head.train()
     partners = _partners(embeddings, args, partners)
-    head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings.float(), args, accelerator, partners)
+    head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings, args, accelerator, partners)
     config = run_config(args, head, embeddings, run_info)
     state, resume_rng = resume_state(
         args.resume_from_checkpoint, args.output_dir, accelerator, generator, fingerprint(config), config
@@ -171,7 +204,9 @@ def train_head(
         for batch, *partner in batches_after_resume(epoch_loader, resume_rng if skip else None):
             resume_rng = None
             with accelerator.accumulate(head):
-                loss = contrastive_loss(head, batch, args, generator, partner[0] if partner else None)
+                loss = contrastive_loss(
+                    head, batch, args, generator, partner[0] if partner else None, geometry_weight=args.geometry_weight
+                )
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
@@ -194,19 +229,20 @@ def train_head(
 
 
 def _partners(embeddings, args, partners):
-    if args.positives == "neighbor":
-        return nearest_other_rows(embeddings.float())
+    if args.positives == "neighbor":  # the index of every row's nearest other row, by the embedding x
+        x = torch.as_tensor(embeddings[:])
+        return nearest_other_index(x[:, 0] if x.dim() == 3 else x)
     if args.positives != "dropout":
         if partners is not None:
             raise ValueError(f"partners were given but positives={args.positives!r}; use positives='dropout'")
         return None
-    if not isinstance(partners, torch.Tensor) or partners.shape != embeddings.shape:
+    if not hasattr(partners, "shape") or tuple(partners.shape) != tuple(embeddings.shape):
         got = getattr(partners, "shape", type(partners).__name__)
         raise ValueError(
             f"positives='dropout' needs partners of shape {tuple(embeddings.shape)} (one dropout "
             f"embedding per row), got {got}"
         )
-    return partners.float()
+    return partners
 
 
 def _after_step(head, dev_fn, state, args, accelerator, step, losses, scheduler, generator, total):
@@ -279,15 +315,20 @@ def batches_after_resume(loader, rng_state):
 
 
 @torch.no_grad()
-def nearest_other_rows(x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """For each row of ``x`` (n, d), the row of its nearest other row by cosine similarity (n, d)."""
-    unit = torch.nn.functional.normalize(x, dim=-1)
+def nearest_other_index(x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """For each row of ``x`` (n, d), the index of its nearest other row by cosine similarity (n,)."""
+    unit = torch.nn.functional.normalize(x.float(), dim=-1)
     best = torch.empty(len(x), dtype=torch.long)
     for start in range(0, len(x), chunk):
         sims = unit[start : start + chunk] @ unit.T  # (chunk, n)
         sims[torch.arange(sims.shape[0]), torch.arange(start, start + sims.shape[0])] = -2.0  # not itself
         best[start : start + chunk] = sims.argmax(1)
-    return x[best]
+    return best
+
+
+def nearest_other_rows(x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """For each row of ``x`` (n, d), its nearest other row by cosine similarity (n, d)."""
+    return x[nearest_other_index(x, chunk)]
 
 
 __all__ = ["train_head", "EpochPermutation", "batches_after_resume", "nearest_other_rows", "check_finite"]

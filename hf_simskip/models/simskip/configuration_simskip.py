@@ -15,6 +15,10 @@ from transformers import AutoConfig, PretrainedConfig
 
 BACKBONE_FIELDS = ("encoder_config", "encoder_name_or_path", "encoder_revision")
 POOLING_MODES = ("cls", "cls_before_pooler", "mean", "max", "mean_sqrt_len", "last")
+LAYER_POOLING_MODES = ("mean", "max", "mean_sqrt_len", "cls_before_pooler", "last")  # no MLP pooler per layer
+# the layer-aware head's default: which pooled hidden states the head reads (0 = embeddings ... n = last layer)
+DEFAULT_LAYERS = None
+_UNSET = object()
 LINEAR_POSITIONS = ("residual_branch", "after_skip")
 OUTPUT_MODES = ("refined", "concat")
 
@@ -39,7 +43,8 @@ class SimSkipConfig(PretrainedConfig):
             `[d // 2, d]`); the last must equal d.
         linear_position (`str`): where the paper's extra Linear d->d sits. `residual_branch` keeps eq. 2
             exact: `f(x) = x + W3 g2(g1(x))`; `after_skip`: `f(x) = W3 (x + g2(g1(x)))`.
-        projector_dim (`int`): width of the training-only projector `W2 relu(W1 z)` (paper: d).
+        projector_dim (`int`): width of the training-only projector `W2 relu(W1 z)` (paper: d); 0: no
+            projector, NT-Xent compares the outputs themselves.
         dropout (`float`): dropout of the two layers.
         batch_norm (`bool`): BatchNorm in the two layers (paper: on).
         use_skip (`bool`): `False` is the paper's SimSkip-minus ablation.
@@ -50,6 +55,16 @@ class SimSkipConfig(PretrainedConfig):
         output (`str`): `refined` returns `f(z)`; `concat` returns `[z, f(z)]` (2d wide).
         normalize_embeddings (`bool`): L2-normalise what `encode`/`refine` return.
         freeze_encoder (`bool`): the backbone gets no gradients and stays in eval mode.
+        layers (`list[int]`, *optional*): the hidden states the head reads besides `x` (0 = the
+            embedding layer's output ... n = the last layer), each pooled with `layer_pooling`. `None` is the
+            paper's head on `x` alone. A saved config.json without this entry predates layer-aware heads
+            and loads as `None`.
+        layer_pooling (`str`): how each chosen hidden state is pooled: `mean` (attention-masked), `max`,
+            `mean_sqrt_len`, `cls_before_pooler` or `last`.
+        layer_dim (`int`): width of the layer branch's output `u` (default d); the output is
+            `[f(z), u]`, `embedding_dim + layer_dim` wide.
+        layer_hidden_dim (`int`): hidden width of the layer branch's MLP; 0 makes it a linear map.
+        layer_scale (`float`): the weight of `u` in the output (its share of every cosine similarity).
     """
 
     model_type = "simskip"
@@ -77,6 +92,11 @@ class SimSkipConfig(PretrainedConfig):
         output: str = "refined",
         normalize_embeddings: bool = False,
         freeze_encoder: bool = True,
+        layers: list[int] | None = _UNSET,
+        layer_pooling: str = "mean",
+        layer_dim: int | None = None,
+        layer_hidden_dim: int | None = None,
+        layer_scale: float = 0.5,
         **kwargs,
     ):
         if isinstance(encoder_config, dict):
@@ -116,6 +136,13 @@ class SimSkipConfig(PretrainedConfig):
         self.output = output
         self.normalize_embeddings = normalize_embeddings
         self.freeze_encoder = freeze_encoder
+        if layers is _UNSET:  # a saved config (it carries transformers_version) without layers predates them
+            layers = None if "transformers_version" in kwargs else DEFAULT_LAYERS
+        self.layers = list(layers) if layers is not None else None
+        self.layer_pooling = layer_pooling
+        self.layer_dim = layer_dim if layer_dim is not None else embedding_dim
+        self.layer_hidden_dim = layer_hidden_dim if layer_hidden_dim is not None else 4 * embedding_dim
+        self.layer_scale = layer_scale
         super().__init__(**kwargs)
         self.validate()
 
@@ -138,16 +165,45 @@ class SimSkipConfig(PretrainedConfig):
             width = getattr(self.encoder_config, "hidden_size", d)
             if width != d:
                 raise ValueError(f"embedding_dim={d} does not fit the backbone, whose hidden_size is {width}")
-        if not isinstance(self.projector_dim, int) or self.projector_dim < 1:
-            raise ValueError(f"projector_dim must be a positive int, got {self.projector_dim!r}")
+        if not isinstance(self.projector_dim, int) or isinstance(self.projector_dim, bool) or self.projector_dim < 0:
+            raise ValueError(f"projector_dim must be an int >= 0 (0: no projector), got {self.projector_dim!r}")
         _in_range("dropout", self.dropout, 0.0, 1.0, right_open=True)
         if not isinstance(self.max_seq_length, int) or self.max_seq_length < 1:
             raise ValueError(f"max_seq_length must be a positive int, got {self.max_seq_length!r}")
+        self._validate_layers()
         if self.zero_init and not self.use_skip and self.linear_position == "residual_branch":
             raise ValueError(
                 "zero_init=True with use_skip=False would make the refiner output all zeros; "
                 "set zero_init=False for the SimSkip-minus ablation"
             )
+
+    def _validate_layers(self) -> None:
+        if self.layers is None:
+            return
+        layers = self.layers
+        if not layers or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in layers):
+            raise ValueError(f"layers must be None or a non-empty list of hidden-state indices >= 0, got {layers!r}")
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"layers must not repeat a hidden state, got {layers!r}")
+        depth = getattr(self.encoder_config, "num_hidden_layers", None)
+        if depth is not None and max(layers) > depth:
+            raise ValueError(f"layers {layers} reach past the backbone's {depth} layers (hidden states 0..{depth})")
+        _choice("layer_pooling", self.layer_pooling, LAYER_POOLING_MODES)
+        if self.output == "concat":
+            raise ValueError(
+                "output='concat' repeats x beside f(x); a layer-aware head (layers set) outputs [f(x), u]: "
+                "use output='refined'"
+            )
+        for name in ("layer_dim", "layer_hidden_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "layer_dim" else 0):
+                raise ValueError(f"{name} must be an int >= {1 if name == 'layer_dim' else 0}, got {value!r}")
+        _in_range("layer_scale", self.layer_scale, 0.0, float("inf"))
+
+    @property
+    def num_inputs(self) -> int:
+        """Rows of the head's input: 1 (the embedding x) or 1 + len(layers) (x, then the pooled layers)."""
+        return 1 + len(self.layers) if self.layers else 1
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -163,6 +219,8 @@ class SimSkipConfig(PretrainedConfig):
     @property
     def output_dim(self) -> int:
         """Width of what `encode`/`refine` return."""
+        if self.layers:
+            return self.embedding_dim + self.layer_dim
         return 2 * self.embedding_dim if self.output == "concat" else self.embedding_dim
 
 

@@ -77,11 +77,53 @@ class Projector(nn.Sequential):
         super().__init__(nn.Linear(dim, projector_dim), nn.ReLU(), nn.Linear(projector_dim, projector_dim))
 
 
-class SimSkipHead(nn.Module):
-    """Refiner + projector + the per-dimension statistics of the training embeddings (buffers).
+class LayerBranch(nn.Module):
+    """u: what the frozen backbone's hidden layers add to x.
 
-    ``head(x)`` is the training pass: (f(z), p(f(z))). ``head.embed(x)`` is what users get: f(z), or
-    [z, f(z)] with output="concat", optionally L2-normalised (z = x unless standardize_input).
+    The chosen pooled hidden states (batch, L, d) are each L2-normalised, concatenated and standardised
+    with the per-dimension statistics of the training corpus (buffers), mapped by a linear map or a
+    one-hidden-layer GELU MLP to ``out_dim``, L2-normalised, and scaled by ``scale * tanh(gate)``. The
+    gate starts at 0, so u starts at 0 and the head at the identity; ``scale`` bounds u's share of every
+    cosine similarity of the output [f(z), u].
+    """
+
+    def __init__(self, dim: int, n_layers: int, out_dim: int, hidden_dim: int, scale: float):
+        super().__init__()
+        width = n_layers * dim
+        self.n_layers, self.scale = n_layers, scale
+        self.register_buffer("layer_mean", torch.zeros(width))
+        self.register_buffer("layer_std", torch.ones(width))
+        if hidden_dim:
+            self.net = nn.Sequential(nn.Linear(width, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
+        else:
+            self.net = nn.Sequential(nn.Linear(width, out_dim))
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    @staticmethod
+    def inputs_unstandardized(layer_states: torch.Tensor) -> torch.Tensor:
+        """(batch, L, d) pooled hidden states -> (batch, L * d), each L2-normalised, concatenated."""
+        return F.normalize(layer_states.float(), dim=-1).flatten(1)
+
+    def inputs(self, layer_states: torch.Tensor) -> torch.Tensor:
+        """The network's input: the normalised, concatenated layers, standardised with the corpus statistics."""
+        return (self.inputs_unstandardized(layer_states) - self.layer_mean) / self.layer_std
+
+    def forward(self, layer_states: torch.Tensor) -> torch.Tensor:
+        u = F.normalize(self.net(self.inputs(layer_states)), dim=-1)  # (batch, out_dim)
+        return self.scale * torch.tanh(self.gate) * u
+
+    @torch.no_grad()
+    def reset_to_identity(self, zeros_=nn.init.zeros_) -> None:
+        zeros_(self.gate)
+
+
+class SimSkipHead(nn.Module):
+    """Refiner + optional layer branch + projector + the per-dimension statistics of the training data.
+
+    The input ``h`` is the raw embedding x (batch, d), or for a layer-aware head (``n_layers`` > 0) the
+    stack (batch, 1 + n_layers, d) of x and the pooled hidden layers. ``head(h)`` is the training pass:
+    (output, projections). ``head.embed(h)`` is what users get: f(z), or [z, f(z)] with output="concat",
+    or [f(z), u] with layers; optionally L2-normalised (z = x unless standardize_input).
     """
 
     def __init__(
@@ -99,24 +141,36 @@ class SimSkipHead(nn.Module):
         output: str = "refined",
         normalize_embeddings: bool = False,
         with_projector: bool = True,
+        n_layers: int = 0,
+        layer_dim: int | None = None,
+        layer_hidden_dim: int = 0,
+        layer_scale: float = 0.5,
     ):
         super().__init__()
         self.dim = dim
+        self.n_layers = n_layers
         self.standardize_input = standardize_input
         self.output = output
         self.normalize_embeddings = normalize_embeddings
         self.refiner = SkipRefiner(dim, hidden_dims, dropout, batch_norm, use_skip, linear_position, residual_scale)
-        self.projector = Projector(dim, projector_dim or dim) if with_projector else None
+        self.layer_branch = (
+            LayerBranch(dim, n_layers, layer_dim or dim, layer_hidden_dim, layer_scale) if n_layers else None
+        )
+        # the projector sees what the head learns: f(z) for the paper's head, the whole [f(z), u] otherwise
+        projected = self.output_dim if n_layers else dim
+        projector_dim = dim if projector_dim is None else projector_dim  # 0: NT-Xent on the output itself
+        self.projector = Projector(projected, projector_dim) if with_projector and projector_dim else None
         self.register_buffer("feature_mean", torch.zeros(dim))
         self.register_buffer("feature_std", torch.ones(dim))
         if zero_init:
-            self.refiner.reset_to_identity()
+            self.reset_to_identity()
 
     @classmethod
     def from_config(cls, config, with_projector: bool = True) -> SimSkipHead:
         """The head a SimSkipConfig describes (``with_projector=False``: inference only, e.g. the
         sentence-transformers module)."""
         c = config
+        layers = getattr(c, "layers", None)
         return cls(
             c.embedding_dim,
             list(c.hidden_dims),
@@ -131,23 +185,71 @@ class SimSkipHead(nn.Module):
             c.output,
             c.normalize_embeddings,
             with_projector,
+            len(layers) if layers else 0,
+            getattr(c, "layer_dim", None),
+            getattr(c, "layer_hidden_dim", 0),
+            getattr(c, "layer_scale", 0.5),
         )
+
+    @torch.no_grad()
+    def reset_to_identity(self, zeros_=nn.init.zeros_, eye_=nn.init.eye_) -> None:
+        """The zero-init: f is the identity and u is 0 (``zeros_``/``eye_``: transformers' init functions,
+        which leave loaded weights alone)."""
+        self.refiner.reset_to_identity(zeros_=zeros_, eye_=eye_)
+        if self.layer_branch is not None:
+            self.layer_branch.reset_to_identity(zeros_=zeros_)
 
     @property
     def output_dim(self) -> int:
+        if self.layer_branch is not None:
+            return self.dim + self.layer_branch.net[-1].out_features
         return 2 * self.dim if self.output == "concat" else self.dim
 
-    def check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 2 or x.shape[-1] != self.dim:
-            raise ValueError(f"expected embeddings of shape (n, {self.dim}), got {tuple(x.shape)}")
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input row: (d,) or (1 + n_layers, d)."""
+        return (1 + self.n_layers, self.dim) if self.n_layers else (self.dim,)
+
+    def check_input(self, h) -> None:
+        """ValueError unless ``h`` (a tensor, or anything with a ``shape``) holds rows of ``input_shape``."""
+        want = self.input_shape
+        if len(h.shape) != 1 + len(want) or tuple(h.shape[1:]) != want:
+            shape = "(n, " + ", ".join(str(w) for w in want) + ")"
+            hint = (
+                f": row 0 the embedding x, then the {self.n_layers} pooled hidden layers this head reads"
+                if self.n_layers
+                else ""
+            )
+            raise ValueError(f"expected embeddings of shape {shape}{hint}, got {tuple(h.shape)}")
+
+    def split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(x (batch, d), pooled layers (batch, n_layers, d) or None)."""
+        return (h[:, 0], h[:, 1:]) if self.n_layers else (h, None)
 
     @torch.no_grad()
-    def fit_statistics(self, x: torch.Tensor) -> None:
-        """Store the per-dimension mean and std of the training embeddings (scale-aware views)."""
-        self.check_input(x)
-        x = x.float()
-        self.feature_mean.copy_(x.mean(0))
-        self.feature_std.copy_(x.std(0, unbiased=False).clamp_min(1e-8))
+    def fit_statistics(self, h, chunk: int = 8192) -> None:
+        """Store the per-dimension mean and std of the training data (the scale of the views, and the
+        layer branch's standardisation); ``h`` is a tensor or anything with ``len()`` and slicing (a
+        memory-mapped table), read ``chunk`` rows at a time."""
+        n = len(h)
+        sums = None
+        for start in range(0, n, chunk):
+            block = torch.as_tensor(h[start : start + chunk]).float()
+            self.check_input(block)
+            x, layer_states = self.split(block)
+            parts = [x] + ([self.layer_branch.inputs_unstandardized(layer_states)] if self.n_layers else [])
+            cols = torch.cat(parts, dim=1)  # (rows, d [+ L * d])
+            step = torch.stack([cols.sum(0), (cols.double() ** 2).sum(0).float()])
+            sums = step if sums is None else sums + step
+        if sums is None:
+            raise ValueError("cannot fit statistics on no rows")
+        mean = sums[0] / n
+        std = (sums[1] / n - mean.double() ** 2).clamp_min(0).sqrt().float().clamp_min(1e-8)
+        self.feature_mean.copy_(mean[: self.dim])
+        self.feature_std.copy_(std[: self.dim])
+        if self.layer_branch is not None:
+            self.layer_branch.layer_mean.copy_(mean[self.dim :])
+            self.layer_branch.layer_std.copy_(std[self.dim :].clamp_min(1e-6))
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         """The refiner's input: z = (x - mean) / std with the stored statistics, or x itself."""
@@ -155,45 +257,80 @@ class SimSkipHead(nn.Module):
             return x
         return (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(refined f(z), projections p(f(z))), both (batch, d); z = x unless standardize_input."""
-        if self.training and x.shape[0] < 2 and any(isinstance(m, nn.BatchNorm1d) for m in self.modules()):
-            raise ValueError(
-                f"BatchNorm needs a batch of at least 2 rows in training mode, got {x.shape[0]}; "
-                "call .eval() for inference or use drop_last=True when training"
-            )
-        refined = self.refiner(self.standardize(x))
-        return refined, (self.projector(refined) if self.projector is not None else None)
-
-    def embed(self, x: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
-        """The refined embedding of raw ``x`` (batch, d) -> (batch, output_dim): f(z), or [z, f(z)] with
-        output="concat"; L2-normalised when ``normalize`` (default: normalize_embeddings)."""
+    def _output(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unnormalised output, f(z))."""
+        x, layer_states = self.split(h)
         z = self.standardize(x)
         refined = self.refiner(z)
-        out = torch.cat([z, refined], dim=-1) if self.output == "concat" else refined
+        if self.layer_branch is not None:
+            return torch.cat([refined, self.layer_branch(layer_states).to(refined.dtype)], dim=-1), refined
+        return (torch.cat([z, refined], dim=-1) if self.output == "concat" else refined), refined
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output, projections): the unnormalised output (batch, output_dim) and the projector's view of
+        what the head learns (f(z) for the paper's head, the whole output with layers), or None."""
+        if self.training and h.shape[0] < 2 and any(isinstance(m, nn.BatchNorm1d) for m in self.modules()):
+            raise ValueError(
+                f"BatchNorm needs a batch of at least 2 rows in training mode, got {h.shape[0]}; "
+                "call .eval() for inference or use drop_last=True when training"
+            )
+        self.check_input(h)
+        out, refined = self._output(h)
+        projected = out if self.n_layers else refined
+        return out, (self.projector(projected) if self.projector is not None else None)
+
+    def embed(self, h: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
+        """The refined embedding of a raw input (see the class) -> (batch, output_dim), L2-normalised when
+        ``normalize`` (default: normalize_embeddings)."""
+        out, _ = self._output(h)
         normalize = self.normalize_embeddings if normalize is None else normalize
         return F.normalize(out, dim=-1) if normalize else out
 
 
+def geometry_loss(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the in-batch cosine similarities of the output and of the raw
+    embeddings x (off the diagonal): it keeps the similarity geometry that STS scores measure."""
+    with torch.autocast(device_type=out.device.type, enabled=False):
+        a = F.normalize(out.float(), dim=-1)
+        b = F.normalize(x.float(), dim=-1)
+        diff = a @ a.T - b @ b.T  # (N, N)
+        off = ~torch.eye(len(a), dtype=torch.bool, device=a.device)
+        return (diff[off] ** 2).mean()
+
+
 def contrastive_loss(
     head,
-    x: torch.Tensor,
+    h: torch.Tensor,
     views: ViewArguments,
     generator: torch.Generator | None = None,
     partner: torch.Tensor | None = None,
     group=None,
+    geometry_weight: float = 0.0,
 ) -> torch.Tensor:
-    """NT-Xent between the projections of two views of each row of ``x`` (N, d): two augmentations of
-    ``x``, or one of ``x`` and one of its ``partner`` row (a neighbour or a dropout embedding of the same
-    sentence). ``head`` may be wrapped (DDP): the forward goes through it, so hooks and autocast apply.
-    Negatives come from every process of ``group`` (gathered with gradients)."""
+    """NT-Xent between the projections (or, without a projector, the outputs) of two views of each row
+    of ``h``: two augmentations, or one of ``h`` and one of its ``partner`` row (a neighbour or a dropout
+    embedding of the same sentence); the augmentations change the embedding x (row 0 of a layer stack).
+    ``geometry_weight`` adds :func:`geometry_loss` of the first view's outputs. ``head`` may be wrapped
+    (DDP): the forward goes through it, so hooks and autocast apply. Negatives come from every process of
+    ``group`` (gathered with gradients)."""
     module = getattr(head, "module", head)
-    module.check_input(x)
+    module.check_input(h)
     stats = (generator, module.feature_mean, module.feature_std)
-    v1 = make_view(x, views, *stats)
-    v2 = make_view(x if partner is None else partner, views, *stats)
-    n = x.shape[0]
-    _, proj = head(torch.cat([v1, v2], dim=0))  # (2N, projector_dim): one pass, BatchNorm sees all 2N views
-    if proj is None:
+    v1, v2 = _view(module, h, views, stats), _view(module, h if partner is None else partner, views, stats)
+    n = h.shape[0]
+    out, proj = head(torch.cat([v1, v2], dim=0))  # one pass over the 2N views: BatchNorm sees all of them
+    if proj is None and module.n_layers == 0:
         raise ValueError("this head was built without its projector (inference only); it cannot be trained")
-    return nt_xent_loss(proj[:n], proj[n:], views.temperature, group=group)
+    pairs = out if proj is None else proj
+    loss = nt_xent_loss(pairs[:n], pairs[n:], views.temperature, group=group)
+    if geometry_weight:
+        loss = loss + geometry_weight * geometry_loss(out[:n], module.split(h)[0])
+    return loss
+
+
+def _view(module, h, views, stats):
+    if views.augmentation == "none":
+        return h
+    if not module.n_layers:
+        return make_view(h, views, *stats)
+    return torch.cat([make_view(h[:, 0], views, *stats).unsqueeze(1), h[:, 1:]], dim=1)

@@ -24,8 +24,8 @@ from transformers.utils.logging import tqdm
 
 from .augmentations import ViewArguments
 from .configuration_simskip import SimSkipConfig
-from .head import SimSkipHead, contrastive_loss
-from .pooling import local_fetch, pool, read_sentence_transformers
+from .head import LayerBranch, SimSkipHead, contrastive_loss
+from .pooling import local_fetch, pool, pool_layers, read_sentence_transformers
 
 logger = logging.getLogger(__name__)
 PACKAGED_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -80,13 +80,17 @@ class SimSkipModel(PreTrainedModel):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             bound = 1 / math.sqrt(module.in_features)
             init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, LayerBranch):
+            init.zeros_(module.layer_mean)
+            init.ones_(module.layer_std)
+            init.zeros_(module.gate)  # u starts at 0 either way: the gate opens during training
         elif isinstance(module, SimSkipHead):
             # transformers visits only modules that hold tensors, children first: the head comes after
             # its Linears, so zero-init wins; loaded tensors are flagged and left alone by `init`
             init.zeros_(module.feature_mean)
             init.ones_(module.feature_std)
             if self.config.zero_init:
-                module.refiner.reset_to_identity(zeros_=init.zeros_, eye_=init.eye_)
+                module.reset_to_identity(zeros_=init.zeros_, eye_=init.eye_)
         else:
             super()._init_weights(module)
 
@@ -98,16 +102,25 @@ class SimSkipModel(PreTrainedModel):
 
     # --- the passes -------------------------------------------------------------------------
     def embed(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        """Backbone + pooling (+ the backbone's own normalisation): raw `x`, (batch, d)."""
+        """Backbone + pooling (+ the backbone's own normalisation): the head's raw input. That is `x`
+        (batch, d), or with ``config.layers`` the stack (batch, 1 + len(layers), d) of x and the chosen
+        hidden states, pooled with ``layer_pooling``; every layer comes from the same forward pass."""
         if self.encoder is None:
             raise ValueError("this SimSkipModel has no backbone (head only): pass encoder_embeddings or use refine()")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        layers = self.config.layers
+        if layers:
+            extra["output_hidden_states"] = True
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
         x = pool(self.config.pooling, out.last_hidden_state, attention_mask, getattr(out, "pooler_output", None))
-        return F.normalize(x, dim=-1) if self.config.encoder_normalize else x
+        x = F.normalize(x, dim=-1) if self.config.encoder_normalize else x
+        if not layers:
+            return x
+        pooled = pool_layers(self.config.layer_pooling, out.hidden_states, attention_mask, layers)  # (batch, L, d)
+        return torch.cat([x.unsqueeze(1), pooled.to(x.dtype)], dim=1)  # (batch, 1 + L, d)
 
     def forward(
         self,
@@ -121,8 +134,9 @@ class SimSkipModel(PreTrainedModel):
         return_dict=None,
         **kwargs,
     ) -> SimSkipOutput | tuple:
-        """Text (input_ids) or raw embeddings (encoder_embeddings, (batch, d)) -> SimSkipOutput.
-        ``return_loss``: NT-Xent of two views made as ``views`` says (default: ViewArguments())."""
+        """Text (input_ids) or the head's raw input (encoder_embeddings: (batch, d), or (batch, 1 + L, d)
+        for a layer-aware head, see `embed`) -> SimSkipOutput. ``return_loss``: NT-Xent of two views made
+        as ``views`` says (default: ViewArguments())."""
         if (input_ids is None) == (encoder_embeddings is None):
             raise ValueError("pass exactly one of input_ids (text through the backbone) or encoder_embeddings")
         x = self.embed(input_ids, attention_mask, token_type_ids) if encoder_embeddings is None else encoder_embeddings
@@ -135,14 +149,16 @@ class SimSkipModel(PreTrainedModel):
     # --- user API ----------------------------------------------------------------------------
     @torch.no_grad()
     def fit_statistics(self, embeddings) -> None:
-        """Store the per-dimension mean/std of training embeddings (the scale of the augmentations)."""
+        """Store the per-dimension mean/std of the training data (the head's raw inputs, see `embed`): the
+        scale of the augmentations and the layer branch's standardisation."""
         self.head.fit_statistics(torch.as_tensor(embeddings, dtype=torch.float32, device=self.device))
 
     def refine(self, embeddings, batch_size: int = 4096, normalize_embeddings: bool | None = None):
-        """Raw (n, d) embeddings (numpy array, tensor or nested list) -> refined (n, output_dim), same kind out."""
+        """Raw (n, d) embeddings (numpy array, tensor or nested list; (n, 1 + L, d) stacked layer embeddings
+        for a layer-aware head, see `embed`) -> refined (n, output_dim), the same kind out."""
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        x, is_tensor = _as_tensor(embeddings, self.config.embedding_dim)
+        x, is_tensor = _as_tensor(embeddings, self.head.input_shape)
         chunks = []
         with _eval_mode(self), torch.inference_mode():
             for start in range(0, x.shape[0], batch_size):
@@ -184,12 +200,13 @@ class SimSkipModel(PreTrainedModel):
         batch_size: int = 32,
         device=None,
         show_progress_bar: bool = False,
-        width: int | None = None,
+        width: tuple[int, ...] | int | None = None,
     ) -> torch.Tensor:
         """The batched text loop behind `encode` and the training cache: tokenise in batches sorted longest
-        first (as sentence-transformers does), run the backbone, apply ``fn(x)`` to each batch of raw
-        embeddings `x` (batch, d) and return the rows in input order. Train/eval mode and gradients are
-        the caller's choice (dropout views keep the backbone in train mode)."""
+        first (as sentence-transformers does), run the backbone once per batch, apply ``fn`` to each batch
+        of the head's raw input (see `embed`) and return the rows in input order (``width``: the shape of
+        one output row, for an empty input). Train/eval mode and gradients are the caller's choice
+        (dropout views keep the backbone in train mode)."""
         sentences = _check_sentences(sentences)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -206,7 +223,10 @@ class SimSkipModel(PreTrainedModel):
                 batch, padding=True, truncation=True, max_length=self.config.max_seq_length, return_tensors="pt"
             ).to(device)
             chunks.append(fn(self.embed(feats["input_ids"], feats["attention_mask"], feats.get("token_type_ids"))))
-        out = torch.cat(chunks) if chunks else torch.zeros(0, width or self.config.embedding_dim, device=device)
+        if not chunks:
+            row = width if width is not None else self.head.input_shape
+            return torch.zeros(0, *((row,) if isinstance(row, int) else row), device=device)
+        out = torch.cat(chunks)
         restored = torch.empty_like(out)
         restored[torch.tensor(order, dtype=torch.long, device=out.device)] = out  # undo the length sort
         return restored
@@ -351,17 +371,25 @@ def _check_sentences(sentences) -> list[str]:
     return list(sentences)
 
 
-def _as_tensor(embeddings, dim: int) -> tuple[torch.Tensor, bool]:
+def _as_tensor(embeddings, row_shape: tuple[int, ...]) -> tuple[torch.Tensor, bool]:
     is_tensor = isinstance(embeddings, torch.Tensor)
+    shape = "(n, " + ", ".join(str(s) for s in row_shape) + ")"
     try:
         x = embeddings if is_tensor else torch.as_tensor(embeddings)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"embeddings must be a (n, {dim}) array or tensor, got {type(embeddings).__name__}") from err
+        raise TypeError(f"embeddings must be a {shape} array or tensor, got {type(embeddings).__name__}") from err
     if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
         raise TypeError(f"embeddings must hold numbers, got dtype {x.dtype}")
-    if x.dim() != 2 or x.shape[1] != dim:
-        raise ValueError(f"embeddings must have shape (n, {dim}) for this head, got {tuple(x.shape)}")
-    bad = ~torch.isfinite(x.float()).all(dim=1)
+    if tuple(x.shape[1:]) != tuple(row_shape) or x.dim() != 1 + len(row_shape):
+        hint = ""
+        if len(row_shape) == 2 and x.dim() == 2 and x.shape[1] == row_shape[1]:
+            hint = (
+                f": this head reads {row_shape[0] - 1} hidden layers besides the embedding, so it needs the "
+                f"stacked layer embeddings (row 0 the embedding, then the layers; SimSkipModel.embed of the "
+                "backbone gives them), not the embedding alone"
+            )
+        raise ValueError(f"embeddings must have shape {shape} for this head, got {tuple(x.shape)}{hint}")
+    bad = ~torch.isfinite(x.float()).flatten(1).all(dim=1)
     if bad.any():
         rows = bad.nonzero().flatten()[:5].tolist()
         raise ValueError(f"embeddings contain NaN or Inf in {int(bad.sum())} row(s), first: {rows}")

@@ -43,6 +43,13 @@ def pool(
     raise ValueError(f"unknown pooling {mode!r}")
 
 
+def pool_layers(mode: str, hidden_states, attention_mask: torch.Tensor, layers) -> torch.Tensor:
+    """The chosen hidden states (``hidden_states[k]`` for k in ``layers``: 0 = the embedding layer's
+    output, n = the last layer), each pooled as ``mode`` says: (batch, len(layers), d). Not normalised."""
+    pooled = [pool(mode, hidden_states[k], attention_mask) for k in layers]  # each (batch, d)
+    return torch.stack(pooled, dim=1)
+
+
 def read_sentence_transformers(fetch) -> dict | None:
     """Read a sentence-transformers pipeline through ``fetch(relative_path) -> local file or None``
     (a local folder or a Hub repo): the transformer sub-folder, pooling, normalisation and

@@ -8,24 +8,30 @@ Self-contained: torch, safetensors, sentence-transformers and the files of this 
 
 from __future__ import annotations
 
+import torch
 from safetensors.torch import load_file, save_file
 from sentence_transformers.base.modules import Module
 
 from .configuration_simskip import SimSkipConfig
 from .head import SimSkipHead
+from .pooling import pool_layers
 
 
 class SimSkipModule(Module):
     """Reads ``features["sentence_embedding"]`` (batch, d) and writes the refined embedding back, exactly
     as ``SimSkipHead.embed`` computes it (the head is built from the same architecture config; only the
-    refiner and the feature statistics are kept, no projector)."""
+    refiner, the layer branch and the statistics are kept, no projector). A layer-aware head also reads
+    ``features["all_layer_embeddings"]``, which the Transformer module emits when its model config has
+    ``output_hidden_states=True`` (the export sets it), and pools the chosen layers itself."""
 
     config_keys = ["head_config"]
 
     def __init__(self, head_config: dict):
         super().__init__()
         self.head_config = dict(head_config)
-        self.head = SimSkipHead.from_config(SimSkipConfig(**head_config), with_projector=False)
+        config = SimSkipConfig(**head_config)
+        self.layers, self.layer_pooling = config.layers, config.layer_pooling
+        self.head = SimSkipHead.from_config(config, with_projector=False)
 
     @classmethod
     def from_config(cls, config: SimSkipConfig) -> SimSkipModule:
@@ -34,6 +40,15 @@ class SimSkipModule(Module):
 
     def forward(self, features: dict, **kwargs) -> dict:
         x = features["sentence_embedding"]  # (batch, d)
+        if self.layers:
+            hidden = features.get("all_layer_embeddings")
+            if hidden is None:
+                raise ValueError(
+                    "this SimSkipModule reads the backbone's hidden layers, but the pipeline gave no "
+                    "'all_layer_embeddings': load the Transformer module with output_hidden_states=True"
+                )
+            pooled = pool_layers(self.layer_pooling, hidden, features["attention_mask"], self.layers)  # (b, L, d)
+            x = torch.cat([x.unsqueeze(1), pooled.to(x.dtype)], dim=1)  # (batch, 1 + L, d)
         if x.shape[-1] != self.head.dim:
             raise ValueError(
                 f"SimSkipModule expects sentence embeddings of width {self.head.dim}, got {tuple(x.shape)}"
