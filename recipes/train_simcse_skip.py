@@ -158,28 +158,18 @@ def main(argv=None):
             run_args.simcse_temperature,
             train_args.seed,
         )
-    x, cache = build_embedding_cache(
-        model,
-        sentences,
-        data_args.cache_dir,
-        accelerator,
-        data_args.encode_batch_size,
-        extra_key=stage0,
-        dtype=data_args.cache_dtype,
-    )
-    corpus["embedding_cache"] = cache
+    cache_args = {
+        "cache_dir": data_args.cache_dir,
+        "accelerator": accelerator,
+        "extra_key": stage0,
+        "batch_size": data_args.encode_batch_size,
+        "dtype": data_args.cache_dtype,
+    }
+    x, corpus["embedding_cache"] = build_embedding_cache(model, sentences, **cache_args)
     partners = None
     if train_args.positives == "dropout":  # one dropout view per sentence (SimCSE's positive), cached the same way
         partners, corpus["dropout_cache"] = build_embedding_cache(
-            model,
-            sentences,
-            data_args.cache_dir,
-            accelerator,
-            data_args.encode_batch_size,
-            extra_key=stage0,
-            name="corpus-dropout",
-            dropout_seed=train_args.seed,
-            dtype=data_args.cache_dtype,
+            model, sentences, **cache_args, name="corpus-dropout", dropout_seed=train_args.seed
         )
     dev_fn = make_dev_fn(model, data_args, accelerator) if data_args.dev_signal == "stsb" else None
 

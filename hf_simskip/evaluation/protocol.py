@@ -97,6 +97,11 @@ def inner_kfold(runner: ProbeRunner, X, y, k: int, seed: int, label: str) -> dic
     fit = runner.fit(X, y, outer_masks, np.array(chosen)[:, None], 2, label + "/outer")
     pred = runner.predict(fit, X)[:, 0]  # (k, n)
     tests = [round(100 * _acc(pred[o, test_idx], y[test_idx]), 2) for o, (_, test_idx) in enumerate(outer)]
+    return inner_kfold_result(tests, devs, chosen)
+
+
+def inner_kfold_result(tests, devs, chosen) -> dict:
+    """SentEval's InnerKFold record: test accuracy averaged over the outer folds (each rounded first)."""
     return {
         "acc": round(float(np.mean(tests)), 2),
         "devacc": round(float(np.mean(devs)), 2),

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
-from .protocol import GRID_INNER, GRID_KFOLD, pick
+from .protocol import GRID_INNER, GRID_KFOLD, inner_kfold_result, pick
 
 # SentEval never sets these, so it runs sklearn's defaults (lbfgs, tol=1e-4, max_iter=100 in sklearn
 # >= 0.22); read from the installed sklearn so the protocol records what actually ran
@@ -104,12 +104,7 @@ def inner_kfold(runner: SklearnRunner, X, y, k: int, seed: int, label: str) -> d
             devs.append(dev)
             clf = runner.fit(Xtr, ytr, c, label + "/outer")
             tests.append(round(100 * _score(clf, X[test_idx], y[test_idx]), 2))
-    return {
-        "acc": round(float(np.mean(tests)), 2),
-        "devacc": round(float(np.mean(devs)), 2),
-        "C": chosen,
-        "fold_acc": tests,
-    }
+    return inner_kfold_result(tests, devs, chosen)
 
 
 def kfold(runner: SklearnRunner, Xtr, ytr, Xte, yte, k: int, seed: int, nclasses: int, label: str):
