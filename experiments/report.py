@@ -23,7 +23,9 @@ def _score(task_result: dict) -> float:
     return task_result["acc"] if "acc" in task_result else task_result["spearman"]
 
 
-def summarize(run_dir: Path) -> list[dict]:
+def summarize(run_dir: Path, default: str | None = None) -> list[dict]:
+    """One row per run name (mean and sd over its seeds). ``default``: the name of the row the recipe
+    trains without arguments (the grid says which); None: the rows' own records say."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for path in sorted(run_dir.glob("*.json")):
         record = json.loads(path.read_text())
@@ -38,7 +40,7 @@ def summarize(run_dir: Path) -> list[dict]:
         rows.append(
             {
                 "name": name,
-                "default": bool(spec.get("default")),
+                "default": name == default if default is not None else bool(spec.get("default")),
                 "backbone": records[0]["run"].get("backbone", BACKBONE),
                 "seeds": sorted(r["run"]["seed"] for r in records),
                 "mode": modes.pop() if len(modes) == 1 else sorted(modes),
@@ -56,11 +58,21 @@ def summarize(run_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: (order[r["kind"]], r["name"] != "identity", r["name"]))
 
 
-def markdown(rows: list[dict]) -> str:
+def widths(run_dir: Path) -> dict[str, int]:
+    """The output width of every run name (what the probe saw), from the result files."""
+    out = {}
+    for path in sorted(run_dir.glob("*.json")):
+        record = json.loads(path.read_text())
+        out[record["run"]["name"]] = record["protocol"].get("embedding_dim")
+    return out
+
+
+def markdown(rows: list[dict], width: dict[str, int] | None = None) -> str:
     base = next((r for r in rows if r["name"] == "identity"), None)
     tasks = [t for t in TRANSFER_TASKS + STS_TASKS if rows and t in rows[0]["mean"]]
-    head = "| run | kind | corpus | seeds | " + " | ".join(tasks) + " | Avg (7) | Δ Avg | worst Δ |"
-    lines = [head, "|" + "---|" * (len(tasks) + 7)]
+    width = width or {}
+    head = "| run | kind | corpus | width | seeds | " + " | ".join(tasks) + " | Avg (7) | Δ Avg | worst Δ |"
+    lines = [head, "|" + "---|" * (len(tasks) + 8)]
     for r in rows:
         cells = []
         for t in tasks:
@@ -74,7 +86,7 @@ def markdown(rows: list[dict]) -> str:
         name = f"**{r['name']}** (default)" if r["default"] else r["name"]
         corpus = "transductive" if r["corpus"] == "transductive" else "default"
         lines.append(
-            f"| {name} | {r['kind']} | {corpus} | {len(r['seeds'])} | "
+            f"| {name} | {r['kind']} | {corpus} | {width.get(r['name']) or ''} | {len(r['seeds'])} | "
             + " | ".join(cells)
             + f" | {r['avg']:.2f} | {d_avg} | {worst} |"
         )
@@ -117,14 +129,14 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, readme: Path | None) -> list[dict]:
-    rows = summarize(out / "runs")
+def write_report(out: Path, readme: Path | None, default: str | None = None) -> list[dict]:
+    rows = summarize(out / "runs", default)
     if not rows:
         raise FileNotFoundError(f"no result files under {out / 'runs'}: run `experiments/runner.py run` first")
     if sum(r["default"] for r in rows) > 1:
         raise ValueError("more than one row is marked default")
     write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
-    table = markdown(rows)
+    table = markdown(rows, widths(out / "runs"))
     protocol = _protocol_line(out, rows)
     write_text(out / "summary.md", f"{protocol}\n\n{table}\n")
     if any(r["name"] == "identity" for r in rows):

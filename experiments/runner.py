@@ -261,6 +261,7 @@ def main(argv=None) -> None:
     run.add_argument("--force", action="store_true", help="redo finished runs")
     rep = sub.add_parser("report", help="summary.json, summary.md, deltas.png and the README results block")
     rep.add_argument("--out", default=str(ROOT / "results"))
+    rep.add_argument("--grid", default=str(HERE / "grids" / "minilm.yaml"), help="the grid whose default row is marked")
     rep.add_argument(
         "--readme", default=str(HERE / "README.md"), help="README whose results block is regenerated ('none': skip)"
     )
@@ -271,7 +272,9 @@ def main(argv=None) -> None:
     else:
         from report import write_report
 
-        write_report(Path(args.out), None if args.readme == "none" else Path(args.readme))
+        grid = yaml.safe_load(Path(args.grid).read_text())
+        default = next((r["name"] for r in grid["runs"] if r.get("default")), None)
+        write_report(Path(args.out), None if args.readme == "none" else Path(args.readme), default)
 
 
 if __name__ == "__main__":
