@@ -89,14 +89,14 @@ LAYER_CONTROLS = ("concat", "mean", "pca")
 
 
 def train_on_embeddings(
-    x: torch.Tensor, spec: RunSpec, seed: int, dev_pairs=None, partners: torch.Tensor | None = None
+    x: torch.Tensor, spec: RunSpec, seed: int, dev_pairs=None, partners: torch.Tensor | None = None, layers=None
 ) -> tuple[SimSkipModel, dict]:
-    """Train a head-only SimSkipModel on (n, d) cached embeddings with the library's train_head
-    (``partners``: the dropout views of the same rows, for positives="dropout")."""
+    """Train a head-only SimSkipModel on cached raw inputs, (n, d) or (n, 1 + len(layers), d), with the
+    library's train_head (``partners``: the dropout views of the same rows, for positives="dropout")."""
     from accelerate import Accelerator
 
     torch.manual_seed(seed)
-    model = SimSkipModel(SimSkipConfig(embedding_dim=x.shape[-1], **spec.head))
+    model = SimSkipModel(SimSkipConfig(embedding_dim=x.shape[-1], **{**spec.head, "layers": layers}))
     dev_fn = stsb_dev_fn(*dev_pairs) if dev_pairs is not None else None
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_head(
@@ -175,10 +175,13 @@ def refine_all(spec: RunSpec, seed: int, corpus: np.ndarray, everything: np.ndar
     if spec.control:
         refiner = make_control(spec.control).fit(corpus[:, 0])
         return refiner.transform(everything[:, 0]), {"control": refiner.name}
-    layers = spec.head.get("layers", SimSkipConfig(embedding_dim=8).layers)
+    # a row without `layers` gets what SimSkipConfig gives a model of this backbone: hidden states 0 .. n - 1
+    # (the stacks hold x and hidden states 0 .. n), or x alone with output="concat"
+    default = None if spec.head.get("output") == "concat" else list(range(everything.shape[1] - 2))
+    layers = spec.head.get("layers", default)
     pick = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(Stacks.head_input(a, layers)))  # noqa: E731
     dev_pairs = (pick(dev[0]), pick(dev[1]), dev[2])
-    model, metrics = train_on_embeddings(pick(corpus), spec, seed, dev_pairs, pick(partners))
+    model, metrics = train_on_embeddings(pick(corpus), spec, seed, dev_pairs, pick(partners), layers=layers)
     return model.refine(pick(everything)), {"training": metrics}
 
 

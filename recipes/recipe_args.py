@@ -57,6 +57,8 @@ def _config_arguments(config_class, name: str):
             continue
         kind = hints[key]
         optional = kind if type(None) in typing.get_args(kind) else kind | None
+        if key == "layers":  # hidden-state indices, or the word none for the paper's head on x alone
+            optional = list[str] | None
         fields.append(
             (
                 key,
@@ -209,11 +211,25 @@ def parse_args(argv=None):
 
 def config_kwargs(model_args) -> dict:
     """The SimSkipConfig fields set in ``model_args`` (None: left to SimSkipConfig or the backbone)."""
-    return {
+    kwargs = {
         k: v
         for k, v in dataclasses.asdict(model_args).items()
         if k not in ("model_name_or_path", "revision") and v is not None
     }
+    if "layers" in kwargs:
+        kwargs["layers"] = layers_value(kwargs["layers"])
+    return kwargs
+
+
+def layers_value(value):
+    """``--layers``: hidden-state indices (``0 1 2``), or ``none`` (the paper's head on x alone)."""
+    items = [value] if isinstance(value, (str, int)) else list(value)
+    if len(items) == 1 and str(items[0]).strip().lower() == "none":
+        return None
+    try:
+        return [int(k) for k in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"--layers takes hidden-state indices (e.g. 0 1 2) or the word none, got {value!r}") from None
 
 
 def to_dict(*groups) -> dict:

@@ -230,7 +230,7 @@ def test_eval_calls_the_evaluator_lazily(tiny_backbone, tmp_path, capsys, monkey
         capsys,
     )
     assert code == 0, err
-    assert seen == {"shape": (2, 32), "tasks": ["CR", "MR"], "mode": "fast", "seed": 1111}
+    assert seen == {"shape": (2, 64), "tasks": ["CR", "MR"], "mode": "fast", "seed": 1111}  # [f(x), u]
     saved = json.loads((tmp_path / "m" / "eval_results.json").read_text())
     assert saved["tasks"] == results_json()["tasks"] and saved["protocol"]["model"] == str(tmp_path / "m")
     assert "CR" in out and "81.23" in out

@@ -39,3 +39,22 @@ def test_nt_xent_in_fp32_under_bf16_inputs():
 def test_nt_xent_rejects_mismatched_views():
     with pytest.raises(ValueError, match=r"\(4, 8\) and \(3, 8\)"):
         nt_xent_loss(torch.randn(4, 8), torch.randn(3, 8))
+
+
+def test_distillation_loss_is_the_kl_of_in_batch_neighbour_distributions():
+    from hf_simskip.models.simskip.losses import distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    x, f = torch.randn(6, 5, generator=g), torch.randn(6, 7, generator=g)
+    t = 0.1
+
+    def rows(a):
+        a = torch.nn.functional.normalize(a, dim=-1)
+        sims = a @ a.T / t
+        return [torch.softmax(torch.cat([sims[i, :i], sims[i, i + 1 :]]), 0) for i in range(len(a))]
+
+    naive = sum((p * (p.log() - q.log())).sum() for p, q in zip(rows(x), rows(f))) / len(x)
+    torch.testing.assert_close(distillation_loss(f, x, t), naive)
+    assert distillation_loss(3 * x, x, t).abs() < 1e-6  # the same neighbourhoods (cosine ignores the scale)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        distillation_loss(f, x, 0.0)

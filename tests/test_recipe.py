@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -42,6 +43,13 @@ def test_recipe_arguments_are_derived_from_their_owners(recipe):
     assert recipe_args.config_kwargs(m) == {}
     m, _, _, _ = recipe_args.parse_args(["--zero_init", "false", "--hidden_dims", "8", "32", "--max_seq_length", "64"])
     assert recipe_args.config_kwargs(m) == {"zero_init": False, "hidden_dims": [8, 32], "max_seq_length": 64}
+    # --layers: hidden-state indices, or none for the paper's head on x alone (the view configs say so)
+    assert recipe_args.config_kwargs(recipe_args.parse_args(["--layers", "0", "2"])[0]) == {"layers": [0, 2]}
+    assert recipe_args.config_kwargs(recipe_args.parse_args(["--layers", "none"])[0]) == {"layers": None}
+    mask = recipe_args.parse_args(["--config", str(RECIPES / "configs/mask.yaml")])[0]
+    assert recipe_args.config_kwargs(mask)["layers"] is None
+    with pytest.raises(ValueError, match="--layers takes hidden-state indices .* or the word none, got"):
+        recipe_args.config_kwargs(recipe_args.parse_args(["--layers", "x"])[0])
 
 
 def test_every_config_parses_and_cli_overrides_yaml(recipe):
@@ -203,7 +211,9 @@ def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
 
     model = AutoModel.from_pretrained(out / "final")
     emb = model.encode(["the movie was good", "what is a film"])
-    assert emb.shape == (2, 32) and model.head.feature_std.abs().sum() > 0
+    # the default head reads the backbone's hidden states 0..n-1 (here 0, 1) and training opened its branch
+    assert model.config.layers == [0, 1] and model.head.layer_branch.is_open
+    assert emb.shape == (2, 64) and np.abs(emb[:, 32:]).any() and model.head.feature_std.abs().sum() > 0
     assert model.config.encoder_name_or_path == tiny_backbone
     assert yaml.safe_load((out / "training_config.yaml").read_text())["augmentation"] == "mask+noise"
 

@@ -14,7 +14,7 @@ from utils import tiny_sentences
 
 
 def test_embedding_cache_is_raw_reused_and_atomic(tiny_backbone, tmp_path, caplog):
-    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean")
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", layers=None)
     sentences = tiny_sentences(20)
     x, info = build_embedding_cache(model, sentences, tmp_path, batch_size=8, dtype="float32")
     assert x.shape == (20, 32) and not info["reused"] and isinstance(x, FeatureTable)
@@ -27,7 +27,7 @@ def test_embedding_cache_is_raw_reused_and_atomic(tiny_backbone, tmp_path, caplo
     torch.testing.assert_close(x[:], x2[:])
     # a different corpus or pooling is a different key
     _, info3 = build_embedding_cache(
-        SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="max"), sentences, tmp_path
+        SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="max", layers=None), sentences, tmp_path
     )
     assert info3["key"] != info["key"] and len(os.listdir(tmp_path)) == 2
     with pytest.raises(ValueError, match="empty"):
@@ -35,7 +35,7 @@ def test_embedding_cache_is_raw_reused_and_atomic(tiny_backbone, tmp_path, caplo
 
 
 def test_dropout_views_differ_from_the_eval_embedding_and_are_seeded(tiny_backbone):
-    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean")
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", layers=None)
     sentences = tiny_sentences(12)
     clean = embed_sentences(model, sentences)
     a = embed_sentences(model, sentences, dropout=True, seed=3)

@@ -87,7 +87,7 @@ def worker(out: Path) -> None:
 
         from utils import tiny_sentences
 
-        model = SimSkipModel.from_encoder_pretrained(backbone, pooling="mean")
+        model = SimSkipModel.from_encoder_pretrained(backbone, pooling="mean", layers=None)
         emb, _ = build_embedding_cache(model, tiny_sentences(11), out / "cache", acc, batch_size=4, dtype="float32")
         if rank == 0:
             torch.save(emb[:], out / "cache_x.pt")
@@ -139,7 +139,7 @@ def test_two_processes_equal_one_process_with_double_batch(tmp_path, tiny_backbo
 
     from utils import tiny_sentences
 
-    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean")
+    model = SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", layers=None)
     torch.testing.assert_close(
         torch.load(tmp_path / "cache_x.pt"), embed_sentences(model, tiny_sentences(11)), atol=1e-5, rtol=1e-5
     )

@@ -274,3 +274,64 @@ def test_dropout_positives_train_on_the_given_partner_rows(tmp_path):
         train_head(head(), x, args(tmp_path / "b", positives="dropout"), Accelerator(cpu=True), partners=x[1:])
     with pytest.raises(ValueError, match="partners were given but positives='views'"):
         train_head(head(), x, args(tmp_path / "c"), Accelerator(cpu=True), partners=partners)
+
+
+def layer_data(n_layers=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(N, 1 + n_layers, D, generator=g) * 0.05 + 0.01  # (n, 1 + L, d): x, then the layers
+
+
+def layer_head(**kw):
+    torch.manual_seed(0)
+    return SimSkipHead(D, zero_init=True, n_layers=3, layer_hidden_dim=32, **kw)
+
+
+def test_a_layer_aware_head_trains_its_branch_by_default_and_keeps_f_the_identity(tmp_path):
+    """The default loss of a layer-aware head (distillation + reconstruction, no NT-Xent): the branch and its
+    decoder learn, the gate opens after the identity was scored, the untouched refiner and projector stay
+    as they were (frozen for the run, trainable again afterwards)."""
+    h, x = layer_head(), layer_data()
+    before = {k: v.clone() for k, v in h.state_dict().items()}
+    scored_gates = []
+
+    def dev_fn(module):
+        scored_gates.append(float(module.layer_branch.gate))
+        return 0.0 if len(scored_gates) == 1 else 1.0  # the trained head beats the identity
+
+    m = train_head(h, x, args(tmp_path, max_steps=12), Accelerator(cpu=True), dev_fn=dev_fn)
+    assert scored_gates[0] == 0.0 and scored_gates[-1] == 1.0 and h.layer_branch.is_open
+    after = h.state_dict()
+    for name in ("layer_branch.net.0.weight", "layer_decoder.weight"):
+        assert not torch.equal(before[name], after[name]), name
+    for name in ("refiner.linear.weight", "projector.0.weight"):
+        assert torch.equal(before[name], after[name]), name
+    assert all(p.requires_grad for n, p in h.named_parameters() if not n.endswith("gate"))
+    out = h.eval().embed(x[:8])
+    torch.testing.assert_close(out[:, :D], x[:8, 0])  # f(x) = x: the skip connection's identity on x
+    assert torch.allclose(out[:, D:].norm(dim=-1), torch.full((8,), h.layer_branch.scale))
+    assert torch.isfinite(torch.tensor(m["train_loss"]))
+
+
+def test_the_identity_stays_a_candidate_of_a_layer_aware_head(tmp_path):
+    """When the dev signal prefers the untrained head, training ends as the identity: the gate is closed."""
+    h, x = layer_head(), layer_data()
+    scores = iter([5.0, 1.0, 1.0])
+    m = train_head(
+        h, x, args(tmp_path, eval_steps=6, max_steps=12), Accelerator(cpu=True), dev_fn=lambda _: next(scores)
+    )
+    assert m["best_step"] == 0 and not h.layer_branch.is_open
+    torch.testing.assert_close(h.eval().embed(x[:4]), torch.cat([x[:4, 0], torch.zeros(4, D)], dim=1))
+
+
+def test_loss_weights_per_head_kind_and_nothing_to_train(tmp_path):
+    a = args(tmp_path)
+    assert a.loss_weights(layer_aware=False)["contrastive_weight"] == 1.0
+    layer = a.loss_weights(layer_aware=True)
+    assert layer["contrastive_weight"] == 0.0 and layer["distillation_weight"] == layer["reconstruction_weight"] == 1.0
+    assert args(tmp_path, contrastive_weight=0.5).loss_weights(True)["contrastive_weight"] == 0.5
+    with pytest.raises(ValueError, match="every loss weight is 0 for a head without layers"):
+        args(tmp_path, contrastive_weight=0.0).loss_weights(False)
+    with pytest.raises(ValueError, match="contrastive_weight must be None or a finite number >= 0"):
+        args(tmp_path, contrastive_weight=-1.0).validate()
+    with pytest.raises(ValueError, match="distillation_temperature must be a finite number > 0"):
+        args(tmp_path, distillation_temperature=0.0).validate()

@@ -36,7 +36,8 @@ def simskip_module(model):
     from ..models.simskip.st_module import SimSkipModule
 
     module = SimSkipModule.from_config(model.config)
-    state = {k: v for k, v in model.head.state_dict().items() if not k.startswith("projector.")}
+    training_only = ("projector.", "layer_decoder.")
+    state = {k: v for k, v in model.head.state_dict().items() if not k.startswith(training_only)}
     module.head.load_state_dict(state)
     return module.eval()
 

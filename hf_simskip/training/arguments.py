@@ -26,9 +26,9 @@ class HeadTrainingArguments(ViewArguments):
     )
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    num_train_epochs: float = 3.0
+    num_train_epochs: float = 2.0
     max_steps: int = field(default=-1, metadata={"help": "> 0 overrides num_train_epochs (optimisation steps)"})
-    per_device_train_batch_size: int = 256
+    per_device_train_batch_size: int = 512
     gradient_accumulation_steps: int = 1
     lr_scheduler_type: str = "linear"
     warmup_ratio: float = 0.05
@@ -46,6 +46,28 @@ class HeadTrainingArguments(ViewArguments):
             "(the geometry STS scores measure); 0: NT-Xent alone"
         },
     )
+    contrastive_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "weight of NT-Xent between the two views; None: 1 for a head that reads x alone, 0 for a "
+            "layer-aware head (its branch learns from the distillation and reconstruction terms)"
+        },
+    )
+    distillation_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "layer-aware heads: weight of the relational distillation term (the in-batch softmax of the "
+            "layer features' cosines matches the backbone's)"
+        },
+    )
+    reconstruction_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "layer-aware heads: weight of the term that reconstructs the branch's input layers from "
+            "its features (so they keep the layers' information)"
+        },
+    )
+    distillation_temperature: float = field(default=0.05, metadata={"help": "temperature of the distillation term"})
     positives: str = field(
         default="views",
         metadata={
@@ -81,9 +103,45 @@ class HeadTrainingArguments(ViewArguments):
             "save_total_limit",
             "weight_decay",
             "geometry_weight",
+            "distillation_weight",
+            "reconstruction_weight",
         ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.contrastive_weight is not None and not (
+            isinstance(self.contrastive_weight, (int, float)) and 0 <= self.contrastive_weight < math.inf
+        ):
+            raise ValueError(
+                f"contrastive_weight must be None or a finite number >= 0, got {self.contrastive_weight!r}"
+            )
+        if not (
+            isinstance(self.distillation_temperature, (int, float)) and 0 < self.distillation_temperature < math.inf
+        ):
+            raise ValueError(
+                f"distillation_temperature must be a finite number > 0, got {self.distillation_temperature!r}"
+            )
         if self.positives not in POSITIVES:
             raise ValueError(f"positives must be one of {list(POSITIVES)}, got {self.positives!r}")
+
+    def loss_weights(self, layer_aware: bool) -> dict:
+        """The loss terms' weights for a head with (``layer_aware``) or without a layer branch: the
+        keyword arguments of ``contrastive_loss``; raises ValueError when they leave nothing to train."""
+        contrastive = self.contrastive_weight
+        if contrastive is None:
+            contrastive = 0.0 if layer_aware else 1.0
+        weights = {
+            "contrastive_weight": float(contrastive),
+            "geometry_weight": float(self.geometry_weight),
+            "distillation_weight": float(self.distillation_weight) if layer_aware else 0.0,
+            "reconstruction_weight": float(self.reconstruction_weight) if layer_aware else 0.0,
+            "distillation_temperature": float(self.distillation_temperature),
+        }
+        if not any(v for k, v in weights.items() if k.endswith("_weight")):
+            kind = (
+                "a layer-aware head"
+                if layer_aware
+                else "a head without layers (it has no distillation or reconstruction term)"
+            )
+            raise ValueError(f"every loss weight is 0 for {kind}: nothing would be trained")
+        return weights

@@ -181,6 +181,8 @@ def train_head(
         head.fit_statistics(embeddings)  # the augmentations are scale-aware through these buffers
     generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + accelerator.process_index)
     head.train()
+    weights = args.loss_weights(bool(head.n_layers))
+    frozen = _freeze_untrained(head, weights)  # DDP needs every trainable parameter to get a gradient
     partners = _partners(embeddings, args, partners)
     head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings, args, accelerator, partners)
     config = run_config(args, head, embeddings, run_info)
@@ -190,6 +192,9 @@ def train_head(
     _log_header(accelerator, len(embeddings), args, total)
     if dev_fn is not None and state["global_step"] == 0:
         _evaluate(head, dev_fn, state, args, accelerator, 0)  # the untrained head (identity with zero_init): baseline
+    branch = accelerator.unwrap_model(head).layer_branch
+    if branch is not None and state["global_step"] == 0:
+        branch.open()  # after the identity was scored: from here on u is trained and part of the output
     losses, start, samples = [], time.perf_counter(), 0
     bar = tqdm(total=total, initial=state["global_step"], disable=not accelerator.is_local_main_process)
     while state["global_step"] < total:
@@ -204,9 +209,7 @@ def train_head(
         for batch, *partner in batches_after_resume(epoch_loader, resume_rng if skip else None):
             resume_rng = None
             with accelerator.accumulate(head):
-                loss = contrastive_loss(
-                    head, batch, args, generator, partner[0] if partner else None, geometry_weight=args.geometry_weight
-                )
+                loss = contrastive_loss(head, batch, args, generator, partner[0] if partner else None, **weights)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
@@ -225,7 +228,25 @@ def train_head(
             if step >= total:
                 break
     bar.close()
+    for param in frozen:
+        param.requires_grad_(True)
     return _finish(head, dev_fn, state, args, accelerator, losses, samples, time.perf_counter() - start, total)
+
+
+def _freeze_untrained(head, weights: dict) -> list:
+    """Freeze the parts no loss term reaches (the projector without NT-Xent, the refiner of x without
+    NT-Xent or the geometry term, the decoder without reconstruction); returns the parameters frozen."""
+    parts = []
+    if not weights["contrastive_weight"]:
+        parts.append(head.projector)
+        if not weights["geometry_weight"]:
+            parts.append(head.refiner)
+    if not weights["reconstruction_weight"]:
+        parts.append(getattr(head, "layer_decoder", None))
+    frozen = [p for part in parts if part is not None for p in part.parameters() if p.requires_grad]
+    for param in frozen:
+        param.requires_grad_(False)
+    return frozen
 
 
 def _partners(embeddings, args, partners):

@@ -16,8 +16,8 @@ from transformers import AutoConfig, PretrainedConfig
 BACKBONE_FIELDS = ("encoder_config", "encoder_name_or_path", "encoder_revision")
 POOLING_MODES = ("cls", "cls_before_pooler", "mean", "max", "mean_sqrt_len", "last")
 LAYER_POOLING_MODES = ("mean", "max", "mean_sqrt_len", "cls_before_pooler", "last")  # no MLP pooler per layer
-# the layer-aware head's default: which pooled hidden states the head reads (0 = embeddings ... n = last layer)
-DEFAULT_LAYERS = None
+# the default head reads every hidden state below the last one, 0 (the embeddings) ... n - 1, of its backbone
+# (chosen by the experiments, experiments/README.md); a head-only config (no backbone) reads x alone
 _UNSET = object()
 LINEAR_POSITIONS = ("residual_branch", "after_skip")
 OUTPUT_MODES = ("refined", "concat")
@@ -56,9 +56,10 @@ class SimSkipConfig(PretrainedConfig):
         normalize_embeddings (`bool`): L2-normalise what `encode`/`refine` return.
         freeze_encoder (`bool`): the backbone gets no gradients and stays in eval mode.
         layers (`list[int]`, *optional*): the hidden states the head reads besides `x` (0 = the
-            embedding layer's output ... n = the last layer), each pooled with `layer_pooling`. `None` is the
-            paper's head on `x` alone. A saved config.json without this entry predates layer-aware heads
-            and loads as `None`.
+            embedding layer's output ... n = the last layer), each pooled with `layer_pooling`. Default: every
+            hidden state below the last one (0 ... n - 1) when the config has a backbone; a head-only config,
+            or one with `output="concat"`, reads `x` alone. `None` is the paper's head on `x` alone. A saved config.json without this entry
+            predates layer-aware heads and loads as `None`.
         layer_pooling (`str`): how each chosen hidden state is pooled: `mean` (attention-masked), `max`,
             `mean_sqrt_len`, `cls_before_pooler` or `last`.
         layer_dim (`int`): width of the layer branch's output `u` (default d); the output is
@@ -96,7 +97,7 @@ class SimSkipConfig(PretrainedConfig):
         layer_pooling: str = "mean",
         layer_dim: int | None = None,
         layer_hidden_dim: int | None = None,
-        layer_scale: float = 0.5,
+        layer_scale: float = 0.7,
         **kwargs,
     ):
         if isinstance(encoder_config, dict):
@@ -137,7 +138,10 @@ class SimSkipConfig(PretrainedConfig):
         self.normalize_embeddings = normalize_embeddings
         self.freeze_encoder = freeze_encoder
         if layers is _UNSET:  # a saved config (it carries transformers_version) without layers predates them
-            layers = None if "transformers_version" in kwargs else DEFAULT_LAYERS
+            depth = getattr(self.encoder_config, "num_hidden_layers", None)
+            # output="concat" is an option of the paper's head ([x, f(x)]): it reads x alone
+            saved_or_plain = "transformers_version" in kwargs or not depth or output == "concat"
+            layers = None if saved_or_plain else list(range(depth))
         self.layers = list(layers) if layers is not None else None
         self.layer_pooling = layer_pooling
         self.layer_dim = layer_dim if layer_dim is not None else embedding_dim

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augmentations import ViewArguments, make_view
-from .losses import nt_xent_loss
+from .losses import distillation_loss, geometry_loss, nt_xent_loss
 
 
 class SimSkipLayer(nn.Sequential):
@@ -82,9 +82,10 @@ class LayerBranch(nn.Module):
 
     The chosen pooled hidden states (batch, L, d) are each L2-normalised, concatenated and standardised
     with the per-dimension statistics of the training corpus (buffers), mapped by a linear map or a
-    one-hidden-layer GELU MLP to ``out_dim``, L2-normalised, and scaled by ``scale * tanh(gate)``. The
-    gate starts at 0, so u starts at 0 and the head at the identity; ``scale`` bounds u's share of every
-    cosine similarity of the output [f(z), u].
+    one-hidden-layer GELU MLP to ``out_dim`` (the features g), L2-normalised, and scaled by
+    ``scale * gate``. ``gate`` is a switch, not a learned weight: 0 (zero-init) makes u = 0 and the head
+    the identity, training opens it (1). ``scale`` bounds u's share of every cosine similarity of the
+    output [f(z), u].
     """
 
     def __init__(self, dim: int, n_layers: int, out_dim: int, hidden_dim: int, scale: float):
@@ -97,7 +98,7 @@ class LayerBranch(nn.Module):
             self.net = nn.Sequential(nn.Linear(width, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
         else:
             self.net = nn.Sequential(nn.Linear(width, out_dim))
-        self.gate = nn.Parameter(torch.zeros(()))
+        self.gate = nn.Parameter(torch.zeros(()), requires_grad=False)
 
     @staticmethod
     def inputs_unstandardized(layer_states: torch.Tensor) -> torch.Tensor:
@@ -108,9 +109,21 @@ class LayerBranch(nn.Module):
         """The network's input: the normalised, concatenated layers, standardised with the corpus statistics."""
         return (self.inputs_unstandardized(layer_states) - self.layer_mean) / self.layer_std
 
+    def features(self, layer_states: torch.Tensor) -> torch.Tensor:
+        """g: the network's raw output (batch, out_dim), before normalisation and the gate."""
+        return self.net(self.inputs(layer_states))
+
     def forward(self, layer_states: torch.Tensor) -> torch.Tensor:
-        u = F.normalize(self.net(self.inputs(layer_states)), dim=-1)  # (batch, out_dim)
-        return self.scale * torch.tanh(self.gate) * u
+        return self.scale * self.gate * F.normalize(self.features(layer_states), dim=-1)
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.gate.item() != 0)
+
+    @torch.no_grad()
+    def open(self) -> None:
+        """Switch u on (training does this after scoring the identity)."""
+        self.gate.fill_(1.0)
 
     @torch.no_grad()
     def reset_to_identity(self, zeros_=nn.init.zeros_) -> None:
@@ -144,7 +157,7 @@ class SimSkipHead(nn.Module):
         n_layers: int = 0,
         layer_dim: int | None = None,
         layer_hidden_dim: int = 0,
-        layer_scale: float = 0.5,
+        layer_scale: float = 0.7,
     ):
         super().__init__()
         self.dim = dim
@@ -160,6 +173,10 @@ class SimSkipHead(nn.Module):
         projected = self.output_dim if n_layers else dim
         projector_dim = dim if projector_dim is None else projector_dim  # 0: NT-Xent on the output itself
         self.projector = Projector(projected, projector_dim) if with_projector and projector_dim else None
+        # training-only, like the projector: reconstructs the branch's (standardised) input from its features g
+        self.layer_decoder = (
+            nn.Linear(self.layer_branch.net[-1].out_features, n_layers * dim) if with_projector and n_layers else None
+        )
         self.register_buffer("feature_mean", torch.zeros(dim))
         self.register_buffer("feature_std", torch.ones(dim))
         if zero_init:
@@ -188,7 +205,7 @@ class SimSkipHead(nn.Module):
             len(layers) if layers else 0,
             getattr(c, "layer_dim", None),
             getattr(c, "layer_hidden_dim", 0),
-            getattr(c, "layer_scale", 0.5),
+            getattr(c, "layer_scale", 0.7),
         )
 
     @torch.no_grad()
@@ -266,9 +283,11 @@ class SimSkipHead(nn.Module):
             return torch.cat([refined, self.layer_branch(layer_states).to(refined.dtype)], dim=-1), refined
         return (torch.cat([z, refined], dim=-1) if self.output == "concat" else refined), refined
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, h: torch.Tensor, return_layer_features: bool = False) -> tuple:
         """(output, projections): the unnormalised output (batch, output_dim) and the projector's view of
-        what the head learns (f(z) for the paper's head, the whole output with layers), or None."""
+        what the head learns (f(z) for the paper's head, the whole output with layers), or None.
+        ``return_layer_features`` (layer-aware heads) adds the layer branch's features g (batch, layer_dim)
+        and the decoder's reconstruction of the branch's input from them (or None without a decoder)."""
         if self.training and h.shape[0] < 2 and any(isinstance(m, nn.BatchNorm1d) for m in self.modules()):
             raise ValueError(
                 f"BatchNorm needs a batch of at least 2 rows in training mode, got {h.shape[0]}; "
@@ -277,7 +296,14 @@ class SimSkipHead(nn.Module):
         self.check_input(h)
         out, refined = self._output(h)
         projected = out if self.n_layers else refined
-        return out, (self.projector(projected) if self.projector is not None else None)
+        projections = self.projector(projected) if self.projector is not None else None
+        if not return_layer_features:
+            return out, projections
+        if self.layer_branch is None:
+            raise ValueError("return_layer_features needs a layer-aware head (config.layers)")
+        features = self.layer_branch.features(self.split(h)[1])
+        decoded = self.layer_decoder(features) if self.layer_decoder is not None else None
+        return out, projections, features, decoded
 
     def embed(self, h: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
         """The refined embedding of a raw input (see the class) -> (batch, output_dim), L2-normalised when
@@ -285,17 +311,6 @@ class SimSkipHead(nn.Module):
         out, _ = self._output(h)
         normalize = self.normalize_embeddings if normalize is None else normalize
         return F.normalize(out, dim=-1) if normalize else out
-
-
-def geometry_loss(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between the in-batch cosine similarities of the output and of the raw
-    embeddings x (off the diagonal): it keeps the similarity geometry that STS scores measure."""
-    with torch.autocast(device_type=out.device.type, enabled=False):
-        a = F.normalize(out.float(), dim=-1)
-        b = F.normalize(x.float(), dim=-1)
-        diff = a @ a.T - b @ b.T  # (N, N)
-        off = ~torch.eye(len(a), dtype=torch.bool, device=a.device)
-        return (diff[off] ** 2).mean()
 
 
 def contrastive_loss(
@@ -306,25 +321,60 @@ def contrastive_loss(
     partner: torch.Tensor | None = None,
     group=None,
     geometry_weight: float = 0.0,
+    contrastive_weight: float = 1.0,
+    distillation_weight: float = 0.0,
+    reconstruction_weight: float = 0.0,
+    distillation_temperature: float = 0.05,
 ) -> torch.Tensor:
-    """NT-Xent between the projections (or, without a projector, the outputs) of two views of each row
-    of ``h``: two augmentations, or one of ``h`` and one of its ``partner`` row (a neighbour or a dropout
-    embedding of the same sentence); the augmentations change the embedding x (row 0 of a layer stack).
-    ``geometry_weight`` adds :func:`geometry_loss` of the first view's outputs. ``head`` may be wrapped
-    (DDP): the forward goes through it, so hooks and autocast apply. Negatives come from every process of
-    ``group`` (gathered with gradients)."""
+    """The head's training loss on a batch ``h`` of raw inputs, a weighted sum of:
+
+    - NT-Xent (``contrastive_weight``) between the projections (or, without a projector, the outputs) of
+      two views of each row: two augmentations, or one of ``h`` and one of its ``partner`` row (a
+      neighbour or a dropout embedding of the same sentence); the augmentations change the embedding x
+      (row 0 of a layer stack). Negatives come from every process of ``group`` (gathered with gradients).
+    - :func:`geometry_loss` (``geometry_weight``) of the outputs against x;
+    - for a layer-aware head, :func:`distillation_loss` of the layer features g against x
+      (``distillation_weight``, per process) and the mean squared error of the decoder's reconstruction
+      of the branch's standardised input from g (``reconstruction_weight``): g learns the backbone's
+      neighbourhoods and keeps the layers' information.
+
+    ``head`` may be wrapped (DDP): the forward goes through it, so hooks and autocast apply."""
     module = getattr(head, "module", head)
     module.check_input(h)
-    stats = (generator, module.feature_mean, module.feature_std)
-    v1, v2 = _view(module, h, views, stats), _view(module, h if partner is None else partner, views, stats)
+    layer_terms = bool(module.n_layers) and bool(distillation_weight or reconstruction_weight)
+    if not (contrastive_weight or geometry_weight or layer_terms):
+        raise ValueError(
+            "every loss weight is 0: set contrastive_weight or geometry_weight > 0 (or, for a layer-aware "
+            "head, distillation_weight or reconstruction_weight)"
+        )
     n = h.shape[0]
-    out, proj = head(torch.cat([v1, v2], dim=0))  # one pass over the 2N views: BatchNorm sees all of them
-    if proj is None and module.n_layers == 0:
-        raise ValueError("this head was built without its projector (inference only); it cannot be trained")
-    pairs = out if proj is None else proj
-    loss = nt_xent_loss(pairs[:n], pairs[n:], views.temperature, group=group)
+    if contrastive_weight:
+        stats = (generator, module.feature_mean, module.feature_std)
+        v1, v2 = _view(module, h, views, stats), _view(module, h if partner is None else partner, views, stats)
+        batch = torch.cat([v1, v2], dim=0)  # one pass over the 2N views: BatchNorm sees all of them
+    else:
+        batch = h  # the other terms read the rows themselves
+    if layer_terms:
+        out, proj, features, decoded = head(batch, return_layer_features=True)
+    else:
+        out, proj = head(batch)
+    x = module.split(h)[0]
+    loss = out.new_zeros((), dtype=torch.float32)
+    if contrastive_weight:
+        if proj is None and module.n_layers == 0:
+            raise ValueError("this head was built without its projector (inference only); it cannot be trained")
+        pairs = out if proj is None else proj
+        loss = loss + contrastive_weight * nt_xent_loss(pairs[:n], pairs[n:], views.temperature, group=group)
     if geometry_weight:
-        loss = loss + geometry_weight * geometry_loss(out[:n], module.split(h)[0])
+        loss = loss + geometry_weight * geometry_loss(out[:n], x)
+    if layer_terms and distillation_weight:
+        loss = loss + distillation_weight * distillation_loss(features[:n], x, distillation_temperature)
+    if layer_terms and reconstruction_weight:
+        if decoded is None:
+            raise ValueError("this head was built without its decoder (inference only); it cannot be trained")
+        target = module.layer_branch.inputs(module.split(h)[1])
+        with torch.autocast(device_type=decoded.device.type, enabled=False):
+            loss = loss + reconstruction_weight * F.mse_loss(decoded[:n].float(), target.float())
     return loss
 
 

@@ -1,4 +1,5 @@
-"""NT-Xent (paper eq. 1, SimCLR) over the 2N views of a batch, optionally across processes.
+"""The head's loss terms: NT-Xent (paper eq. 1, SimCLR) over the 2N views of a batch, optionally across
+processes, and the terms that keep the backbone's similarity geometry (geometry, relational distillation).
 
 Self-contained (the Hub copies it beside modeling_simskip.py): torch and the standard library only.
 """
@@ -55,3 +56,30 @@ def nt_xent_loss(
             logits[idx, positives] = float("-inf")
             return (torch.logsumexp(logits, dim=1) - pos_logit).mean()
         return F.cross_entropy(logits, positives)
+
+
+def geometry_loss(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the in-batch cosine similarities of the output and of the raw
+    embeddings x (off the diagonal): it keeps the similarity geometry that STS scores measure."""
+    with torch.autocast(device_type=out.device.type, enabled=False):
+        a = F.normalize(out.float(), dim=-1)
+        b = F.normalize(x.float(), dim=-1)
+        diff = a @ a.T - b @ b.T  # (N, N)
+        off = ~torch.eye(len(a), dtype=torch.bool, device=a.device)
+        return (diff[off] ** 2).mean()
+
+
+def distillation_loss(features: torch.Tensor, x: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """Relational distillation: for every row i, KL(p_x(i) || p_g(i)), where p(i) is the softmax over the
+    other rows j of the batch of cos(i, j) / temperature, taken on the raw embeddings x (the teacher) and
+    on the layer features g (the student). It teaches g the backbone's soft ranking of neighbours (what
+    STS measures) without asking it to copy x."""
+    if not temperature > 0:
+        raise ValueError(f"distillation temperature must be > 0, got {temperature!r}")
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        g = F.normalize(features.float(), dim=-1)
+        b = F.normalize(x.float(), dim=-1)
+        eye = torch.eye(len(g), dtype=torch.bool, device=g.device)
+        student = F.log_softmax((g @ g.T / temperature).masked_fill(eye, float("-inf")), dim=1)
+        teacher = F.softmax((b @ b.T / temperature).masked_fill(eye, float("-inf")), dim=1)
+        return F.kl_div(student.masked_fill(eye, 0.0), teacher, reduction="batchmean")
