@@ -19,7 +19,10 @@ FIXTURE_DATA = FIXTURES / "senteval"
 
 
 @pytest.fixture()
-def recipe():
+def recipe(tmp_path, monkeypatch):
+    # the default output_dir is relative: run from an empty folder, so that a finished run of the main job
+    # in the checkout (README order: set up, main job, tests) is never seen, nor touched
+    monkeypatch.chdir(tmp_path)
     import train_simcse_skip  # recipes/ is on the test path (pyproject), as the script's own folder is for python
 
     return train_simcse_skip

@@ -85,6 +85,8 @@ def test_card_without_results(saved):
     assert "Liu, Lihui and Kim, Jinha and Bansal, Vidit" in card.text
     assert "Gao, Tianyu and Yao, Xingcheng and Chen, Danqi" in card.text and "EMNLP" in card.text
     assert "| `hidden_dims` | `[16, 32]` |" in card.text  # head config from the config, not typed
+    # the default head is layer-aware (the tiny backbone has hidden states 0..2): the card says which it reads
+    assert "hidden states 0, 1 (0 = the token embeddings)" in card.text and "64 wide" in card.text
 
 
 def test_card_numbers_come_from_the_results_json(saved):
@@ -131,6 +133,11 @@ def test_head_only_card_and_local_backbone_has_no_base_model(tiny_backbone, tmp_
     head.save_pretrained(tmp_path / "h")
     card = ModelCard.load(tmp_path / "h" / "README.md")
     assert card.data.base_model is None and "model.refine(" in card.text and "128-d" in card.text
+    assert "Layer-aware" not in card.text  # a head-only model reads x alone by default
+    layered = head_only(16, layers=[0, 2])
+    layered.save_pretrained(tmp_path / "hl")
+    text = ModelCard.load(tmp_path / "hl" / "README.md").text
+    assert "hidden states 0, 2" in text and "np.random.randn(4, 3, 16)" in text and "(n, 3, 16)" in text
     local = tiny_simskip(tiny_backbone)  # encoder_name_or_path is a local folder: not a Hub id
     local.save_pretrained(tmp_path / "l")
     assert ModelCard.load(tmp_path / "l" / "README.md").data.base_model is None

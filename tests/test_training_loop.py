@@ -308,7 +308,8 @@ def test_a_layer_aware_head_trains_its_branch_by_default_and_keeps_f_the_identit
     assert all(p.requires_grad for n, p in h.named_parameters() if not n.endswith("gate"))
     out = h.eval().embed(x[:8])
     torch.testing.assert_close(out[:, :D], x[:8, 0])  # f(x) = x: the skip connection's identity on x
-    assert torch.allclose(out[:, D:].norm(dim=-1), torch.full((8,), h.layer_branch.scale))
+    # u is unit length times |x|: its share of the output's cosines is `scale` whatever the embedding's norm
+    torch.testing.assert_close(out[:, D:].norm(dim=-1), h.layer_branch.scale * x[:8, 0].norm(dim=-1))
     assert torch.isfinite(torch.tensor(m["train_loss"]))
 
 

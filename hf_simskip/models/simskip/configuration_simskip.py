@@ -65,7 +65,8 @@ class SimSkipConfig(PretrainedConfig):
         layer_dim (`int`): width of the layer branch's output `u` (default d); the output is
             `[f(z), u]`, `embedding_dim + layer_dim` wide.
         layer_hidden_dim (`int`): hidden width of the layer branch's MLP; 0 makes it a linear map.
-        layer_scale (`float`): the weight of `u` in the output (its share of every cosine similarity).
+        layer_scale (`float`): the weight of `u` (unit length, times |x|) in the output: its share of every
+            cosine similarity.
     """
 
     model_type = "simskip"

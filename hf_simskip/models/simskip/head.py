@@ -280,7 +280,9 @@ class SimSkipHead(nn.Module):
         z = self.standardize(x)
         refined = self.refiner(z)
         if self.layer_branch is not None:
-            return torch.cat([refined, self.layer_branch(layer_states).to(refined.dtype)], dim=-1), refined
+            # u is scaled by |x| per row, so that its share of every cosine is `scale` whatever x's norm
+            u = self.layer_branch(layer_states) * x.float().norm(dim=-1, keepdim=True)
+            return torch.cat([refined, u.to(refined.dtype)], dim=-1), refined
         return (torch.cat([z, refined], dim=-1) if self.output == "concat" else refined), refined
 
     def forward(self, h: torch.Tensor, return_layer_features: bool = False) -> tuple:
