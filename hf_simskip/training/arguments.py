@@ -26,7 +26,7 @@ class HeadTrainingArguments(ViewArguments):
     )
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    num_train_epochs: float = 2.0
+    num_train_epochs: float = 1.0
     max_steps: int = field(default=-1, metadata={"help": "> 0 overrides num_train_epochs (optimisation steps)"})
     per_device_train_batch_size: int = 512
     gradient_accumulation_steps: int = 1
