@@ -13,6 +13,7 @@ B / A; the target is <= 1.2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -78,6 +79,13 @@ def main() -> None:
         job_s = time.perf_counter() - start
         if proc.returncode != 0:
             sys.exit(f"the job failed:\n{proc.stderr[-3000:]}")
+        metrics = json.loads(Path(f"{tmp}/out/metrics.json").read_text())
+        train_s = metrics["train_seconds"]
+        print(
+            f"   of which head training {train_s:.1f} s ({metrics['global_step']} steps, {metrics['cpu_threads']} threads);"
+            f" everything else (start-up, encoding, dev signal, saving) {job_s - train_s:.1f} s",
+            flush=True,
+        )
     print(f"B  accelerate launch recipes/train_simcse_skip.py (fresh cache): {job_s:.1f} s", flush=True)
     print(f"ratio job / encode: {job_s / encode_s:.2f}  (target <= 1.2)")
 
