@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
@@ -114,6 +114,9 @@ def main(argv=None):
         log_with=trackers,
         gradient_accumulation_steps=train_args.gradient_accumulation_steps,
         project_dir=train_args.output_dir,
+        # a layer-aware head's default loss leaves parts of the head out of the graph (frozen for the run);
+        # DDP then has to look for unused parameters instead of waiting for their gradients
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     threads = cpu_threads(accelerator.device.type)
     if train_args.overwrite_output_dir and not train_args.resume_from_checkpoint and accelerator.is_main_process:
