@@ -114,7 +114,11 @@ class LayerBranch(nn.Module):
         return self.net(self.inputs(layer_states))
 
     def forward(self, layer_states: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.gate * F.normalize(self.features(layer_states), dim=-1)
+        return self.from_features(self.features(layer_states))
+
+    def from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """u from the features g: normalised, scaled by ``scale * gate``."""
+        return self.scale * self.gate * F.normalize(features, dim=-1)
 
     @property
     def is_open(self) -> bool:
@@ -274,16 +278,17 @@ class SimSkipHead(nn.Module):
             return x
         return (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
 
-    def _output(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(unnormalised output, f(z))."""
+    def _output(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(unnormalised output, f(z), the layer branch's features g or None)."""
         x, layer_states = self.split(h)
         z = self.standardize(x)
         refined = self.refiner(z)
         if self.layer_branch is not None:
+            features = self.layer_branch.features(layer_states)  # computed once, for the output and the losses
             # u is scaled by |x| per row, so that its share of every cosine is `scale` whatever x's norm
-            u = self.layer_branch(layer_states) * x.float().norm(dim=-1, keepdim=True)
-            return torch.cat([refined, u.to(refined.dtype)], dim=-1), refined
-        return (torch.cat([z, refined], dim=-1) if self.output == "concat" else refined), refined
+            u = self.layer_branch.from_features(features) * x.float().norm(dim=-1, keepdim=True)
+            return torch.cat([refined, u.to(refined.dtype)], dim=-1), refined, features
+        return (torch.cat([z, refined], dim=-1) if self.output == "concat" else refined), refined, None
 
     def forward(self, h: torch.Tensor, return_layer_features: bool = False) -> tuple:
         """(output, projections): the unnormalised output (batch, output_dim) and the projector's view of
@@ -296,21 +301,20 @@ class SimSkipHead(nn.Module):
                 "call .eval() for inference or use drop_last=True when training"
             )
         self.check_input(h)
-        out, refined = self._output(h)
+        out, refined, features = self._output(h)
         projected = out if self.n_layers else refined
         projections = self.projector(projected) if self.projector is not None else None
         if not return_layer_features:
             return out, projections
         if self.layer_branch is None:
             raise ValueError("return_layer_features needs a layer-aware head (config.layers)")
-        features = self.layer_branch.features(self.split(h)[1])
         decoded = self.layer_decoder(features) if self.layer_decoder is not None else None
         return out, projections, features, decoded
 
     def embed(self, h: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
         """The refined embedding of a raw input (see the class) -> (batch, output_dim), L2-normalised when
         ``normalize`` (default: normalize_embeddings)."""
-        out, _ = self._output(h)
+        out = self._output(h)[0]
         normalize = self.normalize_embeddings if normalize is None else normalize
         return F.normalize(out, dim=-1) if normalize else out
 
