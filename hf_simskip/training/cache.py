@@ -3,7 +3,7 @@
     table, info = build_embedding_cache(model, sentences, "~/.cache/hf_simskip")
     table[0:256]        # float32 rows: x (n, d), or the stacks (n, 1 + L, d) of a layer-aware head
 
-The cache holds the head's raw inputs (``SimSkipModel.embed``: x and, for a layer-aware head, the chosen
+The cache holds the head's raw inputs (``SimSkipModel.head_inputs``: x and, for a layer-aware head, the chosen
 pooled hidden layers, all from one forward pass per batch) as a ``datasets`` Arrow folder in float16,
 written atomically and read memory-mapped (``FeatureTable``), never loaded whole into RAM. The cache key
 is a sha256 of everything that changes those inputs (backbone id, revision, pooling, max_seq_length,
@@ -109,7 +109,7 @@ def embed_sentences(
     dropout: bool = False,
     seed: int | None = None,
 ) -> torch.Tensor:
-    """The head's raw inputs (``model.embed``: x (n, d), or (n, 1 + L, d) with layers) in float32 on the
+    """The head's raw inputs (``model.head_inputs``: x (n, d), or (n, 1 + L, d) with layers) in float32 on the
     CPU, through ``model.map_sentences`` (the loop behind ``model.encode``).
 
     dropout=True keeps the backbone's dropout active (SimCSE's augmentation): each call gives a

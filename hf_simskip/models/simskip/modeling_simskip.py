@@ -101,7 +101,7 @@ class SimSkipModel(PreTrainedModel):
         return self
 
     # --- the passes -------------------------------------------------------------------------
-    def embed(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+    def head_inputs(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         """Backbone + pooling (+ the backbone's own normalisation): the head's raw input. That is `x`
         (batch, d), or with ``config.layers`` the stack (batch, 1 + len(layers), d) of x and the chosen
         hidden states, pooled with ``layer_pooling``; every layer comes from the same forward pass."""
@@ -135,11 +135,11 @@ class SimSkipModel(PreTrainedModel):
         **kwargs,
     ) -> SimSkipOutput | tuple:
         """Text (input_ids) or the head's raw input (encoder_embeddings: (batch, d), or (batch, 1 + L, d)
-        for a layer-aware head, see `embed`) -> SimSkipOutput. ``return_loss``: NT-Xent of two views made
+        for a layer-aware head, see `head_inputs`) -> SimSkipOutput. ``return_loss``: NT-Xent of two views made
         as ``views`` says (default: ViewArguments())."""
         if (input_ids is None) == (encoder_embeddings is None):
             raise ValueError("pass exactly one of input_ids (text through the backbone) or encoder_embeddings")
-        x = self.embed(input_ids, attention_mask, token_type_ids) if encoder_embeddings is None else encoder_embeddings
+        x = self.head_inputs(input_ids, attention_mask, token_type_ids) if encoder_embeddings is None else encoder_embeddings
         self.head.check_input(x)
         _, projections = self.head(x)
         loss = contrastive_loss(self.head, x, views or ViewArguments(), generator) if return_loss else None
@@ -149,13 +149,13 @@ class SimSkipModel(PreTrainedModel):
     # --- user API ----------------------------------------------------------------------------
     @torch.no_grad()
     def fit_statistics(self, embeddings) -> None:
-        """Store the per-dimension mean/std of the training data (the head's raw inputs, see `embed`): the
+        """Store the per-dimension mean/std of the training data (the head's raw inputs, see `head_inputs`): the
         scale of the augmentations and the layer branch's standardisation."""
         self.head.fit_statistics(torch.as_tensor(embeddings, dtype=torch.float32, device=self.device))
 
     def refine(self, embeddings, batch_size: int = 4096, normalize_embeddings: bool | None = None):
         """Raw (n, d) embeddings (numpy array, tensor or nested list; (n, 1 + L, d) stacked layer embeddings
-        for a layer-aware head, see `embed`) -> refined (n, output_dim), the same kind out."""
+        for a layer-aware head, see `head_inputs`) -> refined (n, output_dim), the same kind out."""
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         x, is_tensor = _as_tensor(embeddings, self.head.input_shape)
@@ -193,20 +193,13 @@ class SimSkipModel(PreTrainedModel):
         out = out.float().cpu().numpy() if convert_to_numpy else out
         return out[0] if single else out
 
-    def map_sentences(
-        self,
-        sentences,
-        fn,
-        batch_size: int = 32,
-        device=None,
-        show_progress_bar: bool = False,
-        width: tuple[int, ...] | int | None = None,
-    ) -> torch.Tensor:
-        """The batched text loop behind `encode` and the training cache: tokenise in batches sorted longest
-        first (as sentence-transformers does), run the backbone once per batch, apply ``fn`` to each batch
-        of the head's raw input (see `embed`) and return the rows in input order (``width``: the shape of
-        one output row, for an empty input). Train/eval mode and gradients are the caller's choice
-        (dropout views keep the backbone in train mode)."""
+    def iter_head_inputs(self, sentences, batch_size: int = 32, device=None, show_progress_bar: bool = False):
+        """Yield ``(positions, inputs)`` one batch at a time: the sentences sorted longest first (as
+        sentence-transformers does), tokenised and run through the backbone once per batch; ``inputs`` are the
+        head's raw inputs (see `head_inputs`) of the sentences at ``positions`` (a list of their indices in
+        ``sentences``). Nothing is accumulated: memory is one batch, whatever the number of sentences.
+        Train/eval mode, gradients and autocast are the caller's choice (dropout views keep the backbone in
+        train mode)."""
         sentences = _check_sentences(sentences)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -216,20 +209,40 @@ class SimSkipModel(PreTrainedModel):
             )
         device = torch.device(device) if device is not None else self.device
         order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
-        chunks = []
         for start in tqdm(range(0, len(order), batch_size), desc="Batches", disable=not show_progress_bar):
-            batch = [sentences[i] for i in order[start : start + batch_size]]
+            positions = order[start : start + batch_size]
             feats = self.tokenizer(
-                batch, padding=True, truncation=True, max_length=self.config.max_seq_length, return_tensors="pt"
+                [sentences[i] for i in positions],
+                padding=True,
+                truncation=True,
+                max_length=self.config.max_seq_length,
+                return_tensors="pt",
             ).to(device)
-            chunks.append(fn(self.embed(feats["input_ids"], feats["attention_mask"], feats.get("token_type_ids"))))
-        if not chunks:
+            yield positions, self.head_inputs(feats["input_ids"], feats["attention_mask"], feats.get("token_type_ids"))
+
+    def map_sentences(
+        self,
+        sentences,
+        fn,
+        batch_size: int = 32,
+        device=None,
+        show_progress_bar: bool = False,
+        width: tuple[int, ...] | int | None = None,
+    ) -> torch.Tensor:
+        """``fn`` applied to the head's raw inputs of every batch of `iter_head_inputs`, the rows returned in
+        input order (``width``: the shape of one output row, for an empty input). The rows are written into one
+        preallocated tensor as the batches come: no second copy to undo the length sort."""
+        out = None
+        for positions, inputs in self.iter_head_inputs(sentences, batch_size, device, show_progress_bar):
+            rows = fn(inputs)
+            if out is None:
+                out = rows.new_empty((len(sentences), *rows.shape[1:]))
+            out[torch.as_tensor(positions, device=rows.device)] = rows
+        if out is None:
             row = width if width is not None else self.head.input_shape
+            device = torch.device(device) if device is not None else self.device
             return torch.zeros(0, *((row,) if isinstance(row, int) else row), device=device)
-        out = torch.cat(chunks)
-        restored = torch.empty_like(out)
-        restored[torch.tensor(order, dtype=torch.long, device=out.device)] = out  # undo the length sort
-        return restored
+        return out
 
     # --- construction and persistence --------------------------------------------------------
     @classmethod
@@ -385,7 +398,7 @@ def _as_tensor(embeddings, row_shape: tuple[int, ...]) -> tuple[torch.Tensor, bo
         if len(row_shape) == 2 and x.dim() == 2 and x.shape[1] == row_shape[1]:
             hint = (
                 f": this head reads {row_shape[0] - 1} hidden layers besides the embedding, so it needs the "
-                f"stacked layer embeddings (row 0 the embedding, then the layers; SimSkipModel.embed of the "
+                f"stacked layer embeddings (row 0 the embedding, then the layers; SimSkipModel.head_inputs of the "
                 "backbone gives them), not the embedding alone"
             )
         raise ValueError(f"embeddings must have shape {shape} for this head, got {tuple(x.shape)}{hint}")
