@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..paths import resolve_data_dir
 from . import protocol as P
 from . import reference
-from .tasks import TASK_FILES, TRANSFER_TASKS, check_task_names, load_task, unique_sentences
+from .tasks import TASK_FILES, TRANSFER_TASKS, check_folds, check_task_names, load_task, unique_sentences
 
 logger = logging.getLogger(__name__)
 MODES = {"full": 10, "fast": 5}
@@ -47,6 +47,18 @@ def check_embeddings(emb, n_expected: int) -> np.ndarray:
         bad = int((~np.isfinite(emb)).any(1).sum())
         raise ValueError(f"encode returned NaN or inf in {bad} of {n_expected} rows")
     return emb
+
+
+def check_scores(name: str, scores: dict) -> dict:
+    """A task's result with every score finite, or a ValueError saying which score is undefined."""
+    bad = {key: scores[key] for key in ("acc", "devacc", "f1", "spearman", "pearson") if key in scores}
+    bad = {key: value for key, value in bad.items() if not np.isfinite(value)}
+    if bad:
+        raise ValueError(
+            f"{name}: undefined score(s) {bad}; for STS this means every cosine similarity is the same "
+            "(does encode return one vector for every sentence?)"
+        )
+    return scores
 
 
 def data_fingerprint(data_dir: Path, tasks: list[str]) -> dict:
@@ -178,17 +190,20 @@ def evaluate(
     """Score ``encode`` (a callable ``list[str] -> (n, d) array``) on SentEval tasks.
 
     tasks: names from TASKS (default all nine); data_dir: SentEval-layout folder (see
-    hf_simskip.paths.resolve_data_dir); mode: "full" (10 folds, as the SentEval reference) or "fast"
-    (5 folds); seed: StratifiedKFold's random_state and the probe seed (SentEval: 1111).
+    hf_simskip.paths.resolve_data_dir); mode: the folds, "full" (10 folds, SentEval's setting) or
+    "fast" (5 folds; not comparable with full-mode numbers); seed: StratifiedKFold's random_state and the probe seed (SentEval: 1111).
     standardize: False keeps SentEval's exact objective (raw features; answers depend on the
     feature scale, as SentEval's do). True divides each task's features by their mean row norm first,
     which makes the answers invariant to rescaling the embeddings and changes nothing for unit-norm
     embeddings; it is recorded in the protocol; it applies to both probes.
-    probe: "batched" (default) fits every fold and C of a task at once with a torch solver of
-    sklearn's LogisticRegression objective, solved to the optimum (on ``device``). "sklearn" runs the
+    probe: the solver, in either mode. "batched" (default, the batched probe) fits every fold and C of
+    a task at once with a torch solver of sklearn's LogisticRegression objective, solved to the
+    optimum (on ``device``). "sklearn" (the sklearn probe) runs the
     original SentEval's CPU path (reference.py): one ``LogisticRegression(C=C, random_state=seed)``
     per fold and C with sklearn's defaults (lbfgs, tol=1e-4, max_iter=100), early stops included, to
     reproduce published SentEval numbers; much slower. STS tasks (cosine) are the same for both.
+    Damaged task files are refused before anything is encoded (one-line ValueError naming the file
+    and line; see tasks.py), and so is a score that comes out undefined (e.g. every cosine equal).
     Returns {"tasks": {name: {...}}, "protocol": {...}, "avg": mean acc over the transfer tasks}.
     """
     if not callable(encode):
@@ -202,6 +217,8 @@ def evaluate(
     k = MODES[mode]
     start = time.perf_counter()
     loaded = [load_task(name, data_dir) for name in names]
+    for task in loaded:  # before encoding: a damaged or truncated file fails in seconds, not after the encode
+        check_folds(task, k)
     sentences = unique_sentences(loaded)
     logger.info("encoding %d unique sentences for %s", len(sentences), names)
     emb = check_embeddings(encode(sentences), len(sentences))
@@ -220,7 +237,7 @@ def evaluate(
         rows = lambda sents, scale=scale: emb[[index[x] for x in sents]] / scale  # noqa: E731
         t0 = time.perf_counter()
         results[task.name] = {
-            **_run_task(task, rows, PROBES[probe], runner, k, seed),
+            **check_scores(task.name, _run_task(task, rows, PROBES[probe], runner, k, seed)),
             "seconds": round(time.perf_counter() - t0, 2),
         }
     transfer = [results[t]["acc"] for t in TRANSFER_TASKS if t in results]
