@@ -259,3 +259,48 @@ def test_senteval_script_scores_a_saved_simskip_folder(tiny_senteval, tiny_backb
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())
     assert set(result["tasks"]) == {"STSB"} and -100 <= result["tasks"]["STSB"]["spearman"] <= 100
+
+
+def test_load_encoder_trusts_an_export_st_folder_and_says_so(tiny_backbone, tmp_path, caplog):
+    """`hf-simskip eval --model` on the project's own export-st folder (custom module code beside
+    modules.json): loaded with trust_remote_code=True, with a log line saying so (issue 21, item 4)."""
+    from hf_simskip.evaluation import load_encoder
+    from hf_simskip.sharing.st_export import save_sentence_transformers
+
+    from utils import SENTENCES, tiny_simskip
+
+    model = tiny_simskip(tiny_backbone)
+    folder = save_sentence_transformers(model, tmp_path / "st")
+    with caplog.at_level("INFO", logger="hf_simskip.evaluation.encoders"):
+        encode = load_encoder(str(folder), batch_size=4)
+    assert "trust_remote_code=True" in caplog.text and "st_module.SimSkipModule" in caplog.text
+    np.testing.assert_allclose(encode(SENTENCES), model.encode(SENTENCES), atol=1e-5)
+    caplog.clear()
+    load_encoder(str(tiny_backbone))  # a plain transformers folder: no custom code, nothing trusted
+    assert "trust_remote_code" not in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["simskip", "sentence-transformers"])
+def test_eval_on_truncated_weights_is_one_line(tiny_backbone, tiny_senteval, tmp_path, capsys, kind):
+    """issue 20: `eval` on a folder with truncated weights printed a 23-line traceback."""
+    from hf_simskip.cli import main as cli_main
+    from hf_simskip.evaluation import load_encoder
+    from hf_simskip.sharing.st_export import save_sentence_transformers
+
+    from utils import tiny_simskip
+
+    model = tiny_simskip(tiny_backbone)
+    folder = tmp_path / "m"
+    if kind == "simskip":
+        model.save_pretrained(folder)
+    else:
+        save_sentence_transformers(model, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"could not load the .*weights|truncated or corrupt") as err:
+        load_encoder(str(folder))
+    assert "\n" not in str(err.value) and str(folder) in str(err.value)
+    assert cli_main(["eval", "--model", str(folder), "--tasks", "CR", "--data-dir", str(tiny_senteval)]) == 1
+    stderr = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in stderr if line.startswith("hf-simskip eval: error:")] == stderr[-1:]
+    assert "Traceback" not in "\n".join(stderr)

