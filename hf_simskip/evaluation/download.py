@@ -1,43 +1,128 @@
-"""Fetch the SentEval data files into ``<data_dir>/downstream/...`` (SentEval's own layout).
+"""Fetch the SentEval task files into ``<data_dir>/downstream/...`` (SentEval's own layout) and the
+unlabeled training text into ``<data_dir>/unlabeled/``.
 
-    python -m hf_simskip.evaluation.download --data-dir DIR [--base-url URL] [--tasks CR MR ...]
+    python -m hf_simskip.evaluation.download --data-dir DIR [--tasks CR MR ... unlabeled] [--base-url URL]
 
-Where the files come from. SentEval's data/downstream/get_transfer_data.bash fetches MRPC from
-https://dl.fbaipublicfiles.com/senteval/senteval_data/ and SST-2 from PrincetonML/SIF's data folder
-as single files; those two are fetched from the same places here. The other tasks come there as
-archives (MR/CR/SUBJ/MPQA in datasmall_NB_ACL12.zip, STS-B as a tarball, SICK as zips, TREC from
-cogcomp) that the bash script unpacks and re-tokenizes with Moses/sed, so there is no single official
-file to fetch. For those, pass ``--base-url`` pointing at a mirror laid out like SentEval's data
-folder (``<base>/downstream/CR/custrev.pos``, ...), e.g. a copy of an existing SentEval data folder
-served over http, or run SentEval's bash script.
+Where the files come from. Without ``--base-url``, from the official locations: those of SentEval's
+data/downstream/get_transfer_data.bash, and SimCSE's data/download_wiki.sh for ``unlabeled/``:
 
-Checksums: the sha256 values below are those of the reference copy this project was tested on
-(shared/data/senteval; see its SOURCES.md). They are NOT checksums published by SentEval: SentEval
-publishes none, and its own tokenized CR differs (2406/1369 rows). A mismatch is an error unless
-``--no-verify`` is given. Every file is written to a temporary name and moved into place with
-os.replace only after its checksum matched, so an interrupted download never leaves a partial file.
+- MR, CR, SUBJ, MPQA: the four pairs of files inside ``datasmall_NB_ACL12.zip`` (dl.fbaipublicfiles.com);
+- TREC: ``train_5500.label`` and ``TREC_10.label`` from cogcomp (SentEval's address at illinois.edu,
+  then the group's current one at upenn.edu);
+- SST2: the three ``sentiment-*`` files of PrincetonML/SIF's data folder;
+- MRPC: ``msr_paraphrase_{train,test}.txt`` (dl.fbaipublicfiles.com);
+- STS-B: the three csv files inside ``Stsbenchmark.tar.gz`` (ixa2.si.ehu.es);
+- SICK: ``SICK_{train,trial,test_annotated}.txt`` inside three zips (alt.qcri.org);
+- unlabeled: ``wiki1m_for_simcse.txt`` (SimCSE's 1M Wikipedia sentences, huggingface.co).
+
+The files are written as their sources publish them. SentEval's script additionally re-tokenizes
+some (sed for MR/CR/SUBJ/MPQA and TREC, Moses for STS-B and SICK); that is not repeated here, like
+the reference copy this project was tested on (its TREC files are byte-identical to cogcomp's, its
+STS-B and SICK untokenized). So numbers on these files can differ slightly from published SentEval
+tables; the result's ``protocol.data_fingerprint`` records exactly which files were scored.
+
+Verification. Every file's line count (header lines included) is checked against the known size of
+the data set, and its sha256 where one is published: MRPC's two files and TREC's two (the checksums
+Hugging Face's ``datasets`` publishes for the same URLs). The other sources publish no checksum, and
+the checksums of the original archives could not be computed on the offline machine this module was
+written on, so for them the line counts are the check. ``--no-verify`` skips both checks.
+
+With ``--base-url``, every file comes from a mirror laid out like a SentEval data folder
+(``<base>/downstream/CR/custrev.pos``, ...; ``<base>/unlabeled/<name>``), e.g. a copy of an existing
+data folder served over http, and is checked against the sha256 of the reference copy this project
+was tested on (shared/data/senteval; NOT checksums published by SentEval, which publishes none; its
+own tokenized CR differs: 2406/1369 rows against the reference's 2407/1368).
+
+Every file is written to a temporary name and moved into place only after it passed its checks, so an
+interrupted or failed download never leaves a partial file. A network failure is one line naming the
+URL (``ConnectionError``); a failed check is one line naming the file (``ValueError``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
+import io
 import logging
+import sys
+import tarfile
+import urllib.error
 import urllib.request
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..files import atomic_path
-from .tasks import TASK_FILES, check_task_names
+from .tasks import TASK_FILES, TASKS
 
 logger = logging.getLogger(__name__)
+UNLABELED = "unlabeled"  # the pseudo-task of --tasks that fetches the unlabeled training text
+UNLABELED_FILES = ["wiki1m_for_simcse.txt"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one data file comes from: ``urls`` (tried in order), the ``member`` of the archive found
+    there (None: the download is the file), and what it is checked against."""
+
+    urls: tuple[str, ...]
+    member: str | None = None  # path inside a .zip or .tar.gz, matched by its ending
+    lines: int | None = None  # lines of the file, header included
+    sha256: str | None = None  # of the downloaded file (for a member: of the archive), where published
+
+
+_FB = "https://dl.fbaipublicfiles.com/senteval/senteval_data"
+_NB = (f"{_FB}/datasmall_NB_ACL12.zip",)
+_TREC = ("http://cogcomp.cs.illinois.edu/Data/QA/QC", "https://cogcomp.seas.upenn.edu/Data/QA/QC")
+_SIF = "https://raw.githubusercontent.com/PrincetonML/SIF/master/data"
+_STSB = ("http://ixa2.si.ehu.es/stswiki/images/4/48/Stsbenchmark.tar.gz",)
+_SICK = "http://alt.qcri.org/semeval2014/task1/data/uploads"
 OFFICIAL = {
-    "MRPC/msr_paraphrase_train.txt": "https://dl.fbaipublicfiles.com/senteval/senteval_data/msr_paraphrase_train.txt",
-    "MRPC/msr_paraphrase_test.txt": "https://dl.fbaipublicfiles.com/senteval/senteval_data/msr_paraphrase_test.txt",
-    "SST/binary/sentiment-train": "https://raw.githubusercontent.com/PrincetonML/SIF/master/data/sentiment-train",
-    "SST/binary/sentiment-dev": "https://raw.githubusercontent.com/PrincetonML/SIF/master/data/sentiment-dev",
-    "SST/binary/sentiment-test": "https://raw.githubusercontent.com/PrincetonML/SIF/master/data/sentiment-test",
+    "CR/custrev.pos": Source(_NB, "data/customerr/custrev.pos", 2406),
+    "CR/custrev.neg": Source(_NB, "data/customerr/custrev.neg", 1369),
+    "MPQA/mpqa.pos": Source(_NB, "data/mpqa/mpqa.pos", 3312),
+    "MPQA/mpqa.neg": Source(_NB, "data/mpqa/mpqa.neg", 7294),
+    "MR/rt-polarity.pos": Source(_NB, "data/rt10662/rt-polarity.pos", 5331),
+    "MR/rt-polarity.neg": Source(_NB, "data/rt10662/rt-polarity.neg", 5331),
+    "SUBJ/subj.objective": Source(_NB, "data/subj/subj.objective", 5000),
+    "SUBJ/subj.subjective": Source(_NB, "data/subj/subj.subjective", 5000),
+    # sha256: Hugging Face datasets' trec and glue (mrpc) download checksums, for these very files
+    "TREC/train_5500.label": Source(
+        tuple(f"{base}/train_5500.label" for base in _TREC),
+        lines=5452,
+        sha256="9e4c8bdcaffb96ed61041bd64b564183d52793a8e91d84fc3a8646885f466ec3",
+    ),
+    "TREC/TREC_10.label": Source(
+        tuple(f"{base}/TREC_10.label" for base in _TREC),
+        lines=500,
+        sha256="033f22c028c2bbba9ca682f68ffe204dc1aa6e1cf35dd6207f2d4ca67f0d0e8e",
+    ),
+    "SST/binary/sentiment-train": Source((f"{_SIF}/sentiment-train",), lines=67349),
+    "SST/binary/sentiment-dev": Source((f"{_SIF}/sentiment-dev",), lines=872),
+    "SST/binary/sentiment-test": Source((f"{_SIF}/sentiment-test",), lines=1821),
+    "MRPC/msr_paraphrase_train.txt": Source(
+        (f"{_FB}/msr_paraphrase_train.txt",),
+        lines=4077,
+        sha256="60a9b09084528f0673eedee2b69cb941920f0b8cd0eeccefc464a98768457f89",
+    ),
+    "MRPC/msr_paraphrase_test.txt": Source(
+        (f"{_FB}/msr_paraphrase_test.txt",),
+        lines=1726,
+        sha256="a04e271090879aaba6423d65b94950c089298587d9c084bf9cd7439bd785f784",
+    ),
+    "STS/STSBenchmark/sts-train.csv": Source(_STSB, "stsbenchmark/sts-train.csv", 5749),
+    "STS/STSBenchmark/sts-dev.csv": Source(_STSB, "stsbenchmark/sts-dev.csv", 1500),
+    "STS/STSBenchmark/sts-test.csv": Source(_STSB, "stsbenchmark/sts-test.csv", 1379),
+    "SICK/SICK_train.txt": Source((f"{_SICK}/sick_train.zip",), "SICK_train.txt", 4501),
+    "SICK/SICK_trial.txt": Source((f"{_SICK}/sick_trial.zip",), "SICK_trial.txt", 501),
+    "SICK/SICK_test_annotated.txt": Source((f"{_SICK}/sick_test_annotated.zip",), "SICK_test_annotated.txt", 4928),
+    "unlabeled/wiki1m_for_simcse.txt": Source(
+        ("https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/resolve/main/wiki1m_for_simcse.txt",),
+        lines=1_000_000,
+    ),
 }
-# sha256 of the reference copy (shared/data/senteval), not published by SentEval
+# sha256 of the reference copy (shared/data/senteval), checked for files fetched from a --base-url mirror
 SHA256 = {
     "CR/custrev.neg": "8f29d7fa39f9862764b71f36b193f0674e0056287ffc5bf170edf6db42cc8f83",
     "CR/custrev.pos": "15eeb0b9424043bb3755488e2d8ed97bdaeba464a5c230f213bad075125d2192",
@@ -63,29 +148,110 @@ SHA256 = {
 }
 
 
-def file_url(relative: str, base_url: str | None) -> str:
-    if base_url:
-        return f"{base_url.rstrip('/')}/downstream/{relative}"
-    if relative not in OFFICIAL:
+def manifest(tasks=None) -> list[str]:
+    """The files (relative to the data folder) of ``tasks``: task names and/or "unlabeled"; None: all."""
+    names = TASKS + [UNLABELED] if tasks is None else ([tasks] if isinstance(tasks, str) else list(tasks))
+    unknown = [t for t in names if t not in TASKS + [UNLABELED]]
+    if unknown or not names:
+        raise ValueError(f"unknown or no task name(s) {unknown}; valid names are {TASKS + [UNLABELED]}")
+    rels = [f"downstream/{rel}" for name in dict.fromkeys(names) if name != UNLABELED for rel in TASK_FILES[name]]
+    return rels + ([f"unlabeled/{name}" for name in UNLABELED_FILES] if UNLABELED in names else [])
+
+
+def _key(rel: str) -> str:  # "downstream/CR/custrev.pos" -> "CR/custrev.pos"; unlabeled files keep their folder
+    return rel.split("/", 1)[1] if rel.startswith("downstream/") else rel
+
+
+def mirror_sources(base_url: str, checksums: dict | None = None) -> dict[str, Source]:
+    """Sources for a mirror laid out like the data folder, checked against ``checksums`` (the reference copy's)."""
+    checksums = SHA256 if checksums is None else checksums
+    base = base_url.rstrip("/")
+    out = {}
+    for key in OFFICIAL:
+        rel = key if key.startswith("unlabeled/") else f"downstream/{key}"
+        out[key] = Source((f"{base}/{rel}",), sha256=checksums.get(key))
+    return out
+
+
+def count_lines(data: bytes) -> int:
+    """Lines as ``wc -l`` counts them, plus a last line without its newline."""
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def _get(url: str, timeout: float) -> bytes | str:
+    """The body at url, or the reason (a str) why it could not be fetched."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as err:
+        return f"HTTP {err.code} {err.reason}"
+    except urllib.error.URLError as err:
+        return str(err.reason)
+    except (OSError, http.client.HTTPException) as err:
+        return f"{type(err).__name__}: {err}"
+
+
+def _extract(archive: bytes, member: str, url: str) -> bytes:
+    """The file whose path inside a .zip or .tar.gz archive ends with ``member``."""
+    try:
+        if zipfile.is_zipfile(io.BytesIO(archive)):
+            with zipfile.ZipFile(io.BytesIO(archive)) as z:
+                names = [n for n in z.namelist() if f"/{n}".endswith(f"/{member}")]
+                if names:
+                    return z.read(names[0])
+                listing = z.namelist()
+        else:
+            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as t:
+                found = [m for m in t.getmembers() if m.isfile() and f"/{m.name}".endswith(f"/{member}")]
+                if found:
+                    return t.extractfile(found[0]).read()
+                listing = t.getnames()
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
+        raise ValueError(f"{url}: not a readable .zip or .tar.gz archive ({err}); retry, or pass --base-url") from None
+    raise ValueError(f"{url}: the archive holds no {member!r} (it holds {listing[:8]}...); pass --base-url")
+
+
+class _Fetcher:
+    """Downloads each URL once per run (an archive serves several files)."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self.cache: dict[str, bytes] = {}
+
+    def get(self, url: str) -> bytes:
+        if url not in self.cache:
+            logger.info("fetching %s", url)
+            body = _get(url, self.timeout)
+            if isinstance(body, str):
+                raise ConnectionError(
+                    f"could not download {url} ({body}); check the network connection or proxy, or pass "
+                    "--base-url with a mirror of a SentEval data folder"
+                )
+            self.cache[url] = body
+        return self.cache[url]
+
+
+def _intact(path: Path, source: Source) -> bool:
+    """Whether a file already on disk passes the checks a fresh download of it would pass."""
+    data = path.read_bytes()
+    if source.sha256 is not None and source.member is None:
+        return hashlib.sha256(data).hexdigest() == source.sha256
+    return source.lines is None or count_lines(data) == source.lines
+
+
+def _verify(rel: str, dest: Path, source: Source, url: str, archive: bytes, data: bytes) -> None:
+    if source.sha256 is not None:
+        digest = hashlib.sha256(archive).hexdigest()
+        if digest != source.sha256:
+            raise ValueError(
+                f"checksum mismatch for {url} ({rel}): expected sha256 {source.sha256}, got {digest}; "
+                f"nothing was written to {dest}. Retry, or pass --no-verify to keep it anyway"
+            )
+    if source.lines is not None and count_lines(data) != source.lines:
         raise ValueError(
-            f"{relative}: SentEval distributes this file only inside an archive that its "
-            "get_transfer_data.bash unpacks and tokenizes; pass --base-url URL of a mirror laid out "
-            "like SentEval's data folder, or run SentEval's data/downstream/get_transfer_data.bash"
+            f"{rel} from {url}: expected {source.lines} lines, got {count_lines(data)} (an incomplete download, "
+            f"or the source changed); nothing was written to {dest}. Retry, or pass --no-verify to keep it anyway"
         )
-    return OFFICIAL[relative]
-
-
-def fetch(url: str, dest: Path, sha256: str | None, timeout: float = 60.0) -> Path:
-    """Download url to dest atomically; raise ValueError on a checksum mismatch (dest untouched)."""
-    digest = hashlib.sha256()
-    with atomic_path(dest) as tmp:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        if sha256 is not None and digest.hexdigest() != sha256:
-            raise ValueError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}")
-    return dest
 
 
 def download(
@@ -95,37 +261,77 @@ def download(
     verify: bool = True,
     checksums: dict | None = None,
     force: bool = False,
+    sources: dict | None = None,
+    timeout: float = 60.0,
 ) -> list[Path]:
-    """Fetch the files of ``tasks`` (default all) into data_dir; returns the paths written or kept."""
-    checksums = SHA256 if checksums is None else checksums
+    """Fetch the files of ``tasks`` (task names and/or "unlabeled"; default: all of them) into data_dir;
+    returns the paths written or kept. ``sources`` replaces the table of official locations (tests);
+    ``base_url`` reads every file from a mirror instead, checked against ``checksums`` (default: the
+    reference copy's sha256). A file already present is kept (``force`` fetches it again)."""
+    table = mirror_sources(base_url, checksums) if base_url else (OFFICIAL if sources is None else sources)
+    fetcher = _Fetcher(timeout)
     done = []
-    for task in check_task_names(tasks):
-        for rel in TASK_FILES[task]:
-            dest = Path(data_dir) / "downstream" / rel
-            expected = checksums.get(rel) if verify else None
-            if dest.is_file() and not force:
-                if expected is None or hashlib.sha256(dest.read_bytes()).hexdigest() == expected:
-                    logger.info("kept %s (already present)", dest)
-                    done.append(dest)
-                    continue
-            url = file_url(rel, base_url)
-            logger.info("fetching %s", url)
-            done.append(fetch(url, dest, expected))
+    for rel in manifest(tasks):
+        key = _key(rel)
+        dest = Path(data_dir) / rel
+        if key not in table:
+            raise ValueError(f"no source known for {rel}; pass --base-url URL of a mirror of a SentEval data folder")
+        source = table[key]
+        if dest.is_file() and not force and (not verify or _intact(dest, source)):
+            logger.info("kept %s (already present; --force fetches it again)", dest)
+            done.append(dest)
+            continue
+        errors = []
+        for url in source.urls:  # the next address when one is dead or serves something else
+            try:
+                body = fetcher.get(url)
+                data = _extract(body, source.member, url) if source.member else body
+                if verify:
+                    _verify(rel, dest, source, url, body, data)
+                break
+            except (ConnectionError, ValueError) as err:
+                errors.append(err)
+        else:
+            if len(errors) == 1:
+                raise errors[0]
+            kind = ConnectionError if all(isinstance(e, ConnectionError) for e in errors) else ValueError
+            raise kind(" / then: ".join(str(e) for e in errors))
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(data)
+        logger.info("wrote %s (%d lines)", dest, count_lines(data))
+        done.append(dest)
     return done
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Fetch SentEval task files (see the module docstring)")
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--base-url", default=None, help="mirror laid out like SentEval's data folder")
-    parser.add_argument("--tasks", nargs="+", default=None)
-    parser.add_argument("--no-verify", action="store_true", help="skip sha256 checks")
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Fetch the SentEval task files and the unlabeled training text (see the module docstring)"
+    )
+    parser.add_argument("--data-dir", required=True, help="the data folder to fill (downstream/, unlabeled/)")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=None,
+        help=f"any of {TASKS + [UNLABELED]} (default: all; 'unlabeled' is SimCSE's wiki1m_for_simcse.txt)",
+    )
+    parser.add_argument("--base-url", default=None, help="mirror laid out like a SentEval data folder")
+    parser.add_argument("--no-verify", action="store_true", help="skip the checksum and line-count checks")
     parser.add_argument("--force", action="store_true", help="fetch even files already present")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paths = download(args.data_dir, args.tasks, args.base_url, verify=not args.no_verify, force=args.force)
-    logger.info("%d files in %s", len(paths), Path(args.data_dir) / "downstream")
+    try:
+        paths = download(
+            args.data_dir, args.tasks, args.base_url, verify=not args.no_verify, force=args.force, timeout=args.timeout
+        )
+    except (ValueError, TypeError, OSError) as err:
+        sys.stderr.write(f"download: error: {err}\n")
+        return 1
+    logger.info("%d files in %s", len(paths), args.data_dir)
+    return 0
 
+
+__all__ = ["download", "manifest", "OFFICIAL", "SHA256", "Source", "mirror_sources", "count_lines"]
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
