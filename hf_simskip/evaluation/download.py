@@ -15,16 +15,19 @@ data/downstream/get_transfer_data.bash, and SimCSE's data/download_wiki.sh for `
 - SICK: ``SICK_{train,trial,test_annotated}.txt`` inside three zips (alt.qcri.org);
 - unlabeled: ``wiki1m_for_simcse.txt`` (SimCSE's 1M Wikipedia sentences, huggingface.co).
 
-The files are written as their sources publish them. SentEval's script additionally re-tokenizes
-some (sed for MR/CR/SUBJ/MPQA and TREC, Moses for STS-B and SICK); that is not repeated here, like
-the reference copy this project was tested on (its TREC files are byte-identical to cogcomp's, its
-STS-B and SICK untokenized). So numbers on these files can differ slightly from published SentEval
-tables; the result's ``protocol.data_fingerprint`` records exactly which files were scored.
+The files are written as their sources publish them. SentEval's script also re-tokenizes some (sed
+for MR/CR/SUBJ/MPQA, quote removal for TREC, Moses for STS-B and SICK); that is not repeated here. The
+reference copy this project was tested on was not made by that script either (its TREC files are
+byte-identical to cogcomp's, its STS-B and SICK untokenized, its CR 2407/1368 rows where SentEval's
+has 2406/1369), so these files can differ from it and from SentEval's processed copy, and numbers
+with them from published tables; the result's ``protocol.data_fingerprint`` records which files were
+scored.
 
 Verification. Every file's line count (header lines included) is checked against the known size of
-the data set, and its sha256 where one is published: MRPC's two files and TREC's two (the checksums
-Hugging Face's ``datasets`` publishes for the same URLs). The other sources publish no checksum, and
-the checksums of the original archives could not be computed on the offline machine this module was
+the data set, and its sha256 where one is published: MRPC's two files and TREC's two (the download
+checksums in Hugging Face ``datasets``' glue and trec scripts, for the dl.fbaipublicfiles.com and
+cogcomp.seas.upenn.edu copies). For the other files no published checksum was found, and the
+checksums of the original archives could not be computed on the offline machine this module was
 written on, so for them the line counts are the check. ``--no-verify`` skips both checks.
 
 With ``--base-url``, every file comes from a mirror laid out like a SentEval data folder
