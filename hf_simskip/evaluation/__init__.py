@@ -3,6 +3,9 @@
 from hf_simskip.evaluation import evaluate, format_table
 results = evaluate(model.encode, tasks=["CR", "MR"], mode="fast")
 print(format_table(results))
+
+mode: "full" (10 folds, SentEval's) or "fast" (5 folds). probe: "batched" (the batched probe, default)
+or "sklearn" (the sklearn probe, SentEval's own solver). See docs/evaluation.md.
 """
 
 from .encoders import LookupEncoder, batcher, load_encoder, lookup_encoder, prepare
