@@ -1,16 +1,19 @@
 """push_to_hub through the real huggingface_hub client, with only its transport replaced; the uploaded
 files then load in a fresh process where hf_simskip cannot be imported (local folder and Hub cache)."""
 
+import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
+from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl, constants
 
 from hf_simskip.cli import main as cli_main
 
@@ -203,3 +206,73 @@ def test_a_failed_push_leaves_the_local_card_alone(fake_hub, tiny_backbone, tmp_
     FakeHub(monkeypatch)  # the transport works again
     assert cli_main(["push", str(tmp_path / "m"), "--repo-id", "org/ok"]) == 0
     assert 'from_pretrained("org/ok"' in readme.read_text()  # after a successful upload it is the pushed card
+
+
+class RefusingHub(http.server.BaseHTTPRequestHandler):
+    """Stands in for the Hub's server when the token is bad: 401 with the Hub's JSON error, for every request."""
+
+    def _refuse(self):
+        body = json.dumps({"error": "Invalid username or password."}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_HEAD = _refuse
+
+    def log_message(self, *args):
+        pass
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the socket is: nothing listens there
+
+
+@pytest.mark.parametrize("hub", ["unreachable", "refusing"])
+def test_push_without_the_hub_is_one_line(tiny_backbone, tmp_path, hub):
+    """issue 20: `push` with no network and not offline printed a 76-line httpx traceback. Now one line that
+    says what happened and what to check; the local card is left alone. A real client in a fresh process
+    (HF_ENDPOINT is read at import), HF_HUB_OFFLINE unset, against a closed port or a server that says 401."""
+    tiny_simskip(tiny_backbone).save_pretrained(tmp_path / "m")
+    readme = (tmp_path / "m" / "README.md").read_bytes()
+    server = None
+    if hub == "refusing":
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingHub)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    else:
+        endpoint = f"http://127.0.0.1:{closed_port()}"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT=endpoint, HF_TOKEN="hf_not_a_real_token", HF_HOME=str(tmp_path / "hf_home"))
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "hf_simskip.cli", "push", str(tmp_path / "m"), "--repo-id", "org/x"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    finally:
+        if server is not None:
+            server.shutdown()
+    err = res.stderr.strip()
+    assert res.returncode == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err[-3000:]
+    assert err.startswith("hf-simskip push: error:") and "nothing was uploaded" in err
+    if hub == "unreachable":
+        assert f"could not reach the Hugging Face Hub at {endpoint}" in err and "HF_ENDPOINT" in err
+    else:
+        assert f"the Hub at {endpoint} refused to push 'org/x' (HTTP 401: Invalid username or password.)" in err
+        assert "hf auth login" in err
+    assert (tmp_path / "m" / "README.md").read_bytes() == readme
+
+
+@pytest.mark.skipif(not constants.HF_HUB_OFFLINE, reason="the test session is not offline")
+def test_push_while_offline_says_to_unset_it(tiny_backbone, tmp_path, capsys):
+    tiny_simskip(tiny_backbone).save_pretrained(tmp_path / "m")
+    capsys.readouterr()
+    assert cli_main(["push", str(tmp_path / "m"), "--repo-id", "org/x"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "HF_HUB_OFFLINE is set" in err and "unset it" in err

@@ -189,3 +189,34 @@ def test_run_records_come_from_the_parent_but_results_never_do(tiny_backbone, tm
     assert ModelCard.load(tmp_path / "final" / "README.md").data.datasets == [
         "sentence-transformers/wikipedia-en-sentences"
     ]
+
+
+@pytest.mark.parametrize(
+    "bad,key",
+    [
+        ({"tasks": {"CR": {"acc": "high"}}}, "tasks.CR.acc must be a finite number, got 'high' (str)"),
+        ({"tasks": {"STSB": {"spearman": float("nan")}}}, "tasks.STSB.spearman must be a finite number, got nan"),
+        ({"tasks": {"MR": {"acc": True}}}, "tasks.MR.acc must be a finite number, got True (bool)"),
+        ({"tasks": {"CR": {"acc": 80.0}}, "avg": "n/a"}, "avg must be a finite number, got 'n/a'"),
+        ({"tasks": {"CR": 81.2}}, "tasks.CR must be an object of scores"),
+    ],
+)
+def test_a_bad_score_in_a_record_is_one_line_naming_the_file_and_key(saved, tmp_path, capsys, bad, key):
+    """issue 20: a card record with "acc": "high" stopped with "Unknown format code 'f'"."""
+    from hf_simskip.cli import main
+    from hf_simskip.sharing.model_card import eval_rows
+
+    _, folder = saved
+    before = (folder / "README.md").read_text()
+    path = folder / "eval_results.json"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError) as info:
+        collect_records([folder])
+    assert f"results {str(path)!r}: {key}" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="^baseline_results: "):
+        eval_rows(results_json(), bad)
+    capsys.readouterr()
+    assert main(["card", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and key in err and str(path) in err
+    assert (folder / "README.md").read_text() == before  # the card is not rewritten from a bad record

@@ -13,13 +13,16 @@ and README.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from ..files import write_text
 from .model_card import ALTERNATIVE_FILES, RECORD_FILES, card_for_folder, write_model_card
@@ -83,6 +86,44 @@ def folder_operations(folder, replace: dict[str, bytes] | None = None) -> list[C
     return ops
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's "no answer" errors (refused, DNS, timeout, proxy): httpx2 or httpx, whichever
+    huggingface_hub imported (a module not imported is not looked for)."""
+    found = [getattr(sys.modules.get(name), "TransportError", None) for name in ("httpx2", "httpx")]
+    return tuple(e for e in found if isinstance(e, type))
+
+
+@contextlib.contextmanager
+def hub_errors(endpoint: str, repo_id: str):
+    """One-line errors for what goes wrong between here and the Hub (the HTTP client's own are tracebacks of
+    70 lines): ConnectionError when the Hub cannot be reached or offline mode is on; the Hub's own refusals
+    keep their type (HfHubHTTPError and its subclasses, OSErrors) with a one-line message that says what to do."""
+    try:
+        yield
+    except OfflineModeIsEnabled as err:
+        raise ConnectionError(
+            f"cannot push {repo_id!r}: HF_HUB_OFFLINE is set (offline mode); unset it to upload (nothing was uploaded)"
+        ) from err
+    except HfHubHTTPError as err:
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        detail = " ".join((getattr(err, "server_message", None) or str(err).split("\n")[0]).split())[:300]
+        todo = (
+            ": log in with 'hf auth login' or set HF_TOKEN to a token with write access to that namespace"
+            if status in (401, 403)
+            else ""
+        )
+        err.args = (
+            f"the Hub at {endpoint} refused to push {repo_id!r} (HTTP {status}: {detail}){todo}; nothing was uploaded",
+        )
+        raise
+    except _transport_errors() as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ConnectionError(
+            f"could not reach the Hugging Face Hub at {endpoint} ({reason}): check the network connection, a proxy "
+            "(HTTPS_PROXY) and HF_ENDPOINT; nothing was uploaded"
+        ) from err
+
+
 COMMIT_OPTIONS = ("private", "token", "revision", "create_pr", "commit_message", "commit_description")
 
 
@@ -93,20 +134,21 @@ def _commit_folder(folder, repo_id, options: dict, replace: dict[str, bytes] | N
     if unknown:
         raise TypeError(f"unknown push options {sorted(unknown)}; expected some of {list(COMMIT_OPTIONS)}")
     opts = {name: options.get(name) for name in COMMIT_OPTIONS}
-    api = _api()
-    repo_id = api.create_repo(repo_id, private=opts["private"], token=opts["token"], exist_ok=True).repo_id
-    revision = opts["revision"]
-    if revision is not None and not revision.startswith("refs/pr"):
-        api.create_branch(repo_id=repo_id, branch=revision, token=opts["token"], exist_ok=True)
     ops = folder_operations(folder, replace)
     if not ops:
         raise ValueError(f"nothing to upload: {str(folder)!r} holds no files")
-    logger.info("uploading %d files to %s: %s", len(ops), repo_id, ", ".join(op.path_in_repo for op in ops))
-    message = opts.pop("commit_message") or "Upload SimSkip model"
-    del opts["private"]
-    return api.create_commit(
-        repo_id=repo_id, operations=ops, commit_message=message, **{**opts, "create_pr": bool(opts["create_pr"])}
-    )
+    api = _api()
+    with hub_errors(api.endpoint, repo_id):
+        repo_id = api.create_repo(repo_id, private=opts["private"], token=opts["token"], exist_ok=True).repo_id
+        revision = opts["revision"]
+        if revision is not None and not revision.startswith("refs/pr"):
+            api.create_branch(repo_id=repo_id, branch=revision, token=opts["token"], exist_ok=True)
+        logger.info("uploading %d files to %s: %s", len(ops), repo_id, ", ".join(op.path_in_repo for op in ops))
+        message = opts.pop("commit_message") or "Upload SimSkip model"
+        del opts["private"]
+        return api.create_commit(
+            repo_id=repo_id, operations=ops, commit_message=message, **{**opts, "create_pr": bool(opts["create_pr"])}
+        )
 
 
 def _add_tags(readme: Path, tags) -> None:

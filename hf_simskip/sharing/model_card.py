@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import numbers
 import os
 from pathlib import Path
 
@@ -89,10 +91,34 @@ def collect_records(folders=(), search_parents: bool = True, **given) -> dict:
             found = [f / n for f in search for n in names if (f / n).is_file()]
             value = found[0] if found else None
         records[key] = _load_record(value, key)
-    for key in ("results", "baseline_results"):
-        if records[key] is not None and not isinstance(records[key].get("tasks"), dict):
-            raise ValueError(f"{key} must be an evaluate() result with a 'tasks' dict, got keys {sorted(records[key])}")
+        if key in ("results", "baseline_results") and records[key] is not None:
+            check_scores(records[key], key if isinstance(value, dict) else f"{key} {str(value)!r}")
     return records
+
+
+def check_scores(record: dict, where: str) -> None:
+    """An evaluate() result whose every score the card prints is a finite number; else a ValueError naming
+    ``where`` (the record and its file) and the key."""
+    if not isinstance(record.get("tasks"), dict):
+        raise ValueError(f"{where} must be an evaluate() result with a 'tasks' dict, got keys {sorted(record)}")
+    for task, scores in record["tasks"].items():
+        if not isinstance(scores, dict):
+            raise ValueError(
+                f'{where}: tasks.{task} must be an object of scores (e.g. {{"acc": 81.2}}), got {scores!r:.60}'
+            )
+        for key in METRICS:
+            if key in scores:
+                _check_number(scores[key], where, f"tasks.{task}.{key}")
+    if record.get("avg") is not None:
+        _check_number(record["avg"], where, "avg")
+
+
+def _check_number(value, where: str, key: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(
+            f"{where}: {key} must be a finite number, got {value!r:.60} ({type(value).__name__}); fix the file "
+            "or write it again with 'hf-simskip eval --output'"
+        )
 
 
 def hub_id_or_none(name) -> str | None:
@@ -108,6 +134,9 @@ def hub_id_or_none(name) -> str | None:
 
 def eval_rows(results: dict, baseline: dict | None) -> list[dict]:
     """One row per (task, metric) of ``results``, the baseline's number beside it when it has one."""
+    check_scores(results, "results")
+    if baseline is not None:
+        check_scores(baseline, "baseline_results")
     rows = []
     base_tasks = (baseline or {}).get("tasks", {})
     for task, scores in results["tasks"].items():
