@@ -93,40 +93,125 @@ def markdown(rows: list[dict], width: dict[str, int] | None = None) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path) -> None:
+STS_TOLERANCE = 0.3  # an STS task more than this below the identity: the row does not keep STS
+
+
+def keeps_sts(row: dict, base: dict) -> bool:
+    return all(row["mean"][t] - base["mean"][t] >= -STS_TOLERANCE for t in STS_TASKS if t in row["mean"])
+
+
+def main_rows(rows: list[dict]) -> list[dict]:
+    """The rows of the per-task panel (a handful, so its bars can be read): the default, the paper's head
+    (row ``paper``), and per kind (control, SimSkip) the best 7-task average among the rows that keep STS and
+    the best overall. In the order of ``rows``."""
+    base = next(r for r in rows if r["name"] == "identity")
+    others = [r for r in rows if r is not base]
+    picked = {r["name"] for r in others if r["default"] or r["name"] == "paper"}
+    for kind in ("control", "simskip"):
+        group = [r for r in others if r["kind"] == kind]
+        for pool in (group, [r for r in group if keeps_sts(r, base)]):
+            if pool:
+                picked.add(max(pool, key=lambda r: r["avg"])["name"])
+    return [r for r in others if r["name"] in picked]
+
+
+def plot(rows: list[dict], path: Path) -> dict:
+    """deltas.png: on top, the per-task deltas of the main rows (`main_rows`); below, the 7-task average's
+    delta of every row, sorted, the default in bold and marked. Returns what each panel shows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     base = next(r for r in rows if r["name"] == "identity")
-    others = [r for r in rows if r["name"] != "identity"]
+    others = sorted((r for r in rows if r is not base), key=lambda r: r["avg"])
+    main = main_rows(rows)
     tasks = [t for t in TRANSFER_TASKS + STS_TASKS if t in base["mean"]]
-    width = 0.8 / max(1, len(others))
-    fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(tasks)), 4.5))
-    colors = plt.get_cmap("tab20").colors  # one distinct colour per row (tab10 repeats after 10 rows)
-    for i, r in enumerate(others):
-        xs = np.arange(len(tasks)) + (i - (len(others) - 1) / 2) * width
-        ax.bar(
+    label = lambda r: r["name"] + (" (default)" if r["default"] else "")  # noqa: E731
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(11, 5 + 0.26 * len(others)), gridspec_kw={"height_ratios": [4.5, max(2.0, 0.26 * len(others))]}
+    )
+    shades = {"control": ["tab:blue", "lightskyblue", "navy"], "simskip": ["tab:orange", "tab:red", "tab:brown"]}
+    used = {"control": 0, "simskip": 0}
+    width = 0.8 / max(1, len(main))
+    for i, r in enumerate(main):
+        xs = np.arange(len(tasks)) + (i - (len(main) - 1) / 2) * width
+        color = "black"
+        if not r["default"]:  # the colours of the panel below: blues for controls, oranges for SimSkip heads
+            color = shades[r["kind"]][used[r["kind"]] % 3]
+            used[r["kind"]] += 1
+        top.bar(
             xs,
             [r["mean"][t] - base["mean"][t] for t in tasks],
             width,
-            yerr=[r["sd"][t] for t in tasks],
+            yerr=[r["sd"][t] for t in tasks] if len(r["seeds"]) > 1 else None,
             capsize=2,
-            color=colors[i % len(colors)],
-            hatch="//" if i >= len(colors) else None,
-            label=r["name"] + (" (default)" if r["default"] else ""),
+            color=color,
+            label=f"{label(r)}: avg {r['avg'] - base['avg']:+.2f}",
         )
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.axhline(-0.3, color="red", linewidth=0.6, linestyle="--")
-    ax.set_xticks(np.arange(len(tasks)), tasks)
-    ax.set_ylabel("Δ vs backbone (acc / Spearman x100)")
-    ax.set_title(f"Refinement of {base['backbone']}: delta per task, mean ± sd over seeds")
-    ax.legend(fontsize=7, ncol=2)
+    top.axhline(0, color="black", linewidth=0.8)
+    top.axhline(-STS_TOLERANCE, color="red", linewidth=0.6, linestyle="--")
+    top.set_xticks(np.arange(len(tasks)), tasks)
+    top.set_ylabel("Δ vs backbone")
+    top.set_title(
+        f"Refinement of {base['backbone']} (identity: 7-task avg {base['avg']:.2f})\n"
+        "main rows: delta per task (acc; STS: Spearman x100), mean ± sd over seeds",
+        fontsize=10,
+    )
+    top.legend(fontsize=8, loc="lower left")
+
+    ys = np.arange(len(others))
+    deltas = [r["avg"] - base["avg"] for r in others]
+    errors = [r["avg_sd"] if len(r["seeds"]) > 1 else 0.0 for r in others]
+    bars = bottom.barh(
+        ys,
+        deltas,
+        xerr=errors,
+        capsize=2,
+        color=["black" if r["default"] else "tab:blue" if r["kind"] == "control" else "tab:orange" for r in others],
+    )
+    for bar, r, d, sd in zip(bars, others, deltas, errors):
+        if not keeps_sts(r, base):
+            bar.set_hatch("///")
+            bar.set_edgecolor("white")
+        bottom.annotate(  # the number past the bar and its error bar
+            f"{d:+.2f}",
+            (d + sd if d >= 0 else d - sd, bar.get_y() + bar.get_height() / 2),
+            xytext=(3 if d >= 0 else -3, 0),
+            textcoords="offset points",
+            ha="left" if d >= 0 else "right",
+            va="center",
+            fontsize=7,
+            fontweight="bold" if r["default"] else "normal",
+        )
+    bottom.set_yticks(ys, [label(r) for r in others], fontsize=8)
+    for tick, r in zip(bottom.get_yticklabels(), others):
+        if r["default"]:
+            tick.set_fontweight("bold")
+    bottom.axvline(0, color="black", linewidth=0.8)
+    lo = min([d - e for d, e in zip(deltas, errors)] + [0.0])
+    hi = max([d + e for d, e in zip(deltas, errors)] + [0.0])
+    bottom.set_xlim(lo - 0.12 * (hi - lo) - 0.1, hi + 0.12 * (hi - lo) + 0.1)  # room for the numbers
+    bottom.set_xlabel("Δ 7-task transfer average vs backbone")
+    bottom.set_title("every row, sorted by its 7-task average", fontsize=10)
+    from matplotlib.patches import Patch
+
+    bottom.legend(
+        handles=[
+            Patch(color="tab:blue", label="post-hoc control"),
+            Patch(color="tab:orange", label="trained SimSkip head"),
+            Patch(color="black", label="the default"),
+            Patch(facecolor="grey", edgecolor="white", hatch="///", label=f"an STS task > {STS_TOLERANCE} below"),
+        ],
+        fontsize=8,
+        loc="lower right",
+    )
+    bottom.margins(y=0.01)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
+    return {"per_task": [r["name"] for r in main], "overview": [label(r) for r in others]}
 
 
 def write_report(out: Path, readme: Path | None, default: str | None = None) -> list[dict]:

@@ -48,3 +48,25 @@ def test_summary_contract(tmp_path):
     assert "STALE TABLE" not in text and "| **simskip** (default) |" in text and text.endswith("rest\n")
     assert "![per-task deltas](../deltas.png)" in text  # the image path is relative to the README
     assert (tmp_path / "deltas.png").stat().st_size > 1000
+
+
+def test_the_plot_shows_a_few_main_rows_per_task_and_marks_the_default(tmp_path):
+    """issue 21: deltas.png had one bar per row per task (29 x 9) with the default lost among them. Now the
+    per-task panel holds the default, the paper's head and the best rows of each kind, and the overview names
+    every row with the default labelled."""
+    from report import main_rows, plot, summarize
+
+    _fake_run(tmp_path, "identity", 0, 0.0, control="identity")
+    for i in range(8):
+        _fake_run(tmp_path, f"control-{i}", 0, 0.1 * i - 0.3, control="post-hoc")
+    for i in range(16):
+        _fake_run(tmp_path, f"head-{i}", 0, 0.05 * i - 0.2)
+    _fake_run(tmp_path, "paper", 0, -2.0)
+    for seed in (0, 1, 2):
+        _fake_run(tmp_path, "the-default", seed, 0.4, default=True)
+    rows = summarize(tmp_path / "runs")
+    shown = plot(rows, tmp_path / "deltas.png")
+    assert shown["per_task"] == [r["name"] for r in main_rows(rows)]
+    assert {"the-default", "paper", "control-7", "head-15"} <= set(shown["per_task"]) and len(shown["per_task"]) <= 6
+    assert "the-default (default)" in shown["overview"] and len(shown["overview"]) == len(rows) - 1
+    assert (tmp_path / "deltas.png").stat().st_size > 1000
