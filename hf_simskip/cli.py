@@ -1,11 +1,15 @@
 """``hf-simskip``: train, evaluate, refine, render cards, export and push SimSkip models.
 
-    hf-simskip train --config recipes/configs/noise.yaml          # accelerate launch the recipe
+    hf-simskip train --config recipes/configs/noise.yaml --output_dir out   # accelerate launch the recipe
     hf-simskip eval --model out/final --mode fast --output out/final/eval_results.json
     hf-simskip refine --model out/head --input x.npy --output refined.npy
+    hf-simskip refine --model out/final --text-file sentences.txt --output refined.npy
+    hf-simskip embed --model out/final --input sentences.txt --output stacks.npy   # the head's inputs
     hf-simskip card out/final --repo-id me/simskip-minilm
     hf-simskip push out/final --repo-id me/simskip-minilm --private
     hf-simskip export-st --model out/final --output out/final-st
+    hf-simskip cache list
+    hf-simskip --version
 
 Each sub-command is a ``*_parser`` function (its options and examples) followed by its handler, which
 returns an exit code. Heavy imports happen inside the handlers, so ``--help`` is instant and one
@@ -22,10 +26,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import __version__
+
 DESCRIPTION = (
     "SimSkip (arXiv 2404.08701) from the command line: train a refiner, evaluate it with the SentEval "
-    "protocol, refine embedding files, render model cards, export to sentence-transformers and push "
-    "to the Hugging Face Hub."
+    "protocol, refine embedding files or sentences, write what a head reads from text, render model cards, "
+    "export to sentence-transformers, push to the Hugging Face Hub and manage the embedding caches."
 )
 EPILOG = "Run 'hf-simskip COMMAND --help' for the options and examples of each command."
 RECIPE = Path("recipes") / "train_simcse_skip.py"
@@ -93,25 +99,36 @@ def _folder_and_repo_arguments(p, repo_help: str, required: bool) -> None:
 
 
 # --- train --------------------------------------------------------------------------------------
+TRAIN_HELP = (
+    "Run the training recipe recipes/train_simcse_skip.py through 'accelerate launch'. Every argument after "
+    "'train' that is not one of the options below goes to the recipe unchanged, in its order; everything "
+    "after '--' goes to the recipe even when it looks like one of these options (e.g. '-- --help' for the "
+    "recipe's own options). The recipe lives in the repository checkout, not in the installed wheel: run "
+    "from a checkout or pass --recipe."
+)
+
+
 def train_parser(sub):
     p = _command(
         sub,
         "train",
         train,
         "train a SimSkip head (accelerate launch recipes/train_simcse_skip.py)",
-        "Run the training recipe recipes/train_simcse_skip.py through 'accelerate launch'. Every argument "
-        "after 'train' (or after '--') goes to the recipe unchanged. The recipe lives in the repository "
-        "checkout, not in the installed wheel: run from a checkout or pass --recipe.",
+        TRAIN_HELP,
         [
             "hf-simskip train --config recipes/configs/noise.yaml",
-            "hf-simskip train --launcher-args='--num_processes 2' -- --learning_rate 3e-4",
+            "hf-simskip train --config recipes/configs/noise.yaml --learning_rate 3e-4 --output_dir out",
+            "hf-simskip train --launcher-args='--num_processes 2' --learning_rate 3e-4",
             "hf-simskip train --dry-run --output_dir out   # print the command only",
+            "hf-simskip train -- --help                    # the recipe's own options",
         ],
     )
+    # no abbreviations: a recipe option such as --rec... must never be taken for --recipe
+    p.allow_abbrev = False
     p.add_argument("--recipe", default=None, help="path to train_simcse_skip.py (default: found in the checkout)")
     p.add_argument("--launcher-args", default="", help="extra 'accelerate launch' options, one quoted string")
     p.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
-    p.add_argument("recipe_args", nargs=argparse.REMAINDER, help="arguments for the recipe")
+    p.set_defaults(recipe_args=[])
 
 
 def find_recipe(explicit: str | None = None) -> Path:
@@ -129,10 +146,8 @@ def find_recipe(explicit: str | None = None) -> Path:
 
 def train(args) -> int:
     recipe = find_recipe(args.recipe)
-    rest = list(args.recipe_args)
-    if rest and rest[0] == "--":
-        rest = rest[1:]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", *shlex.split(args.launcher_args), str(recipe), *rest]
+    launcher = shlex.split(args.launcher_args)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, str(recipe), *args.recipe_args]
     if args.dry_run:
         _out(shlex.join(cmd))
         return 0
@@ -214,29 +229,48 @@ def refine_parser(sub):
         sub,
         "refine",
         refine,
-        "refine raw embeddings (.npy/.npz/.parquet) with a saved SimSkip model",
-        "Load a saved SimSkip model (a head-only one for embeddings of any modality, or one with a backbone) "
-        "and refine (n, d) embeddings from a file. The output is written atomically (temporary file, then "
-        "rename): a failed run never leaves a truncated or half-written output.",
+        "refine embeddings (.npy/.npz/.parquet) or sentences (a text file) with a saved SimSkip model",
+        "Load a saved SimSkip model and refine (n, d) embeddings from a file (a head-only model, for "
+        "embeddings of any modality), or the sentences of a text file, one a line (a model with a backbone: "
+        "the backbone encodes them, then the head refines them, as SimSkipModel.encode). The output is "
+        "written atomically (temporary file, then rename): a failed run never leaves a truncated or "
+        "half-written output. With --overwrite the input is replaced in place, keeping the other arrays of "
+        "an .npz and the other columns of a .parquet.",
         [
             "hf-simskip refine --model out/head --input image_emb.npy --output refined.npy",
             "hf-simskip refine --model out/head --input emb.npz --key train --output refined.npz",
             "hf-simskip refine --model out/head --input table.parquet --column embedding --output out.parquet",
+            "hf-simskip refine --model out/final --text-file sentences.txt --output refined.npy",
+            "hf-simskip refine --model out/head --input emb.npz --key train --output emb.npz --overwrite",
         ],
     )
     p.add_argument("--model", required=True, help="folder (or Hub id) saved by SimSkipModel.save_pretrained")
-    p.add_argument(
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
         "--input",
-        required=True,
         help=".npy, .npz or .parquet file of raw embeddings (n, d), or (n, 1 + L, d) "
-        "stacks (the embedding, then the layers) for a layer-aware head",
+        "stacks (the embedding, then the layers; see 'hf-simskip embed') for a layer-aware head",
+    )
+    src.add_argument(
+        "--text-file",
+        help="UTF-8 text file, one sentence a line (row i of the output is line i); needs a model with a backbone",
     )
     p.add_argument("--output", required=True, help=".npy, .npz or .parquet file for the refined embeddings")
     p.add_argument("--key", default=None, help="array name inside an .npz (needed when it holds several)")
     p.add_argument("--column", default=None, help="parquet column of embedding vectors (lists/arrays)")
     p.add_argument("--output-key", default="refined", help="array/column name in an .npz/.parquet output")
-    p.add_argument("--batch-size", type=positive_int, default=4096, help="rows refined at once (>= 1)")
-    p.add_argument("--overwrite", action="store_true", help="allow --output to be the --input file (replaced)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="rows refined at once (default 4096), or sentences encoded at once with --text-file (default 32)",
+    )
+    p.add_argument("--device", default="cpu", help="for the model (e.g. cuda)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow --output to be the --input file (replaced; an .npz keeps its other arrays)",
+    )
     p.add_argument(
         "--normalize",
         action=argparse.BooleanOptionalAction,
@@ -245,27 +279,115 @@ def refine_parser(sub):
     )
 
 
-def refine(args) -> int:
-    from .files import read_embeddings, write_embeddings
-
-    if Path(args.output).resolve() == Path(args.input).resolve() and not args.overwrite:
+def _check_output(args, source: str) -> None:
+    if Path(args.output).resolve() == Path(source).resolve() and not args.overwrite:
         raise ValueError(
             f"--output {args.output!r} is the input file: refining would replace the raw embeddings; "
             "write elsewhere, or pass --overwrite to replace them"
         )
+
+
+def _sentences_for(model, name: str, text_file: str, flag: str) -> list[str]:
+    """The sentences of ``text_file``, once ``model`` (loaded from ``name``) is known to encode text."""
+    from .files import read_sentences
+
+    if model.encoder is None or model.tokenizer is None:
+        raise ValueError(
+            f"{flag} takes sentences, which need a model with a backbone and its tokenizer; {name!r} is "
+            "head-only (it refines embeddings): pass the embeddings to 'hf-simskip refine --input' instead"
+        )
+    return read_sentences(text_file)
+
+
+def refine(args) -> int:
+    from .files import read_embeddings, read_sentences, write_embeddings
+
+    _check_output(args, args.input or args.text_file)
+    if args.text_file is not None:
+        if args.key is not None or args.column is not None:
+            raise ValueError("--key and --column choose an array of an --input file; --text-file takes neither")
+        read_sentences(args.text_file)  # before loading the model: fail fast
+        model = load_simskip(args.model, args.device)
+        sentences = _sentences_for(model, args.model, args.text_file, "--text-file")
+        refined = model.encode(
+            sentences,
+            batch_size=args.batch_size or 32,
+            normalize_embeddings=args.normalize,
+            show_progress_bar=logging.getLogger().isEnabledFor(logging.INFO),
+        )
+        path = write_embeddings(args.output, refined, args.output_key, _sentence_table(args.output, sentences))
+        _out(f"refined {len(sentences)} sentences -> {refined.shape[1]}: wrote {path}")
+        return 0
     x, table = read_embeddings(args.input, key=args.key, column=args.column)  # before loading the model: fail fast
-    model = load_simskip(args.model)
+    model = load_simskip(args.model, args.device)
     if x.shape[-1] != model.config.embedding_dim:
         raise ValueError(
             f"{args.input}: embeddings are {x.shape[-1]}-d but the model {args.model!r} refines "
             f"{model.config.embedding_dim}-d embeddings"
         )
     try:
-        refined = model.refine(x, batch_size=args.batch_size, normalize_embeddings=args.normalize)
+        refined = model.refine(x, batch_size=args.batch_size or 4096, normalize_embeddings=args.normalize)
     except ValueError as err:
         raise ValueError(f"{args.input}: {err}") from err
-    path = write_embeddings(args.output, refined, args.output_key, table)
+    in_place = Path(args.output).resolve() == Path(args.input).resolve() and Path(args.output).suffix == ".npz"
+    path = write_embeddings(args.output, refined, args.output_key, table, keep_from=args.input if in_place else None)
     _out(f"refined {refined.shape[0]} x {' x '.join(map(str, x.shape[1:]))} -> {refined.shape[1]}: wrote {path}")
+    return 0
+
+
+def _sentence_table(output: str, sentences: list[str]):
+    """A parquet output of text input holds the sentences beside the vectors; other formats: None."""
+    if Path(output).suffix.lower() != ".parquet":
+        return None
+    import pyarrow as pa
+
+    return pa.table({"sentence": sentences})
+
+
+# --- embed --------------------------------------------------------------------------------------
+def embed_parser(sub):
+    p = _command(
+        sub,
+        "embed",
+        embed,
+        "write what a model's head reads from sentences: (n, d), or (n, 1 + L, d) with layers",
+        "Encode the sentences of a text file (one a line) with the model's backbone and write the head's raw "
+        "inputs (SimSkipModel.head_inputs): x (n, d), or for a layer-aware model the stacks (n, 1 + L, d), "
+        "the embedding x then the L pooled hidden layers it reads. 'hf-simskip refine --input' takes these "
+        "files; so does any copy of the model's head without the backbone.",
+        [
+            "hf-simskip embed --model out/final --input sentences.txt --output stacks.npy",
+            "hf-simskip refine --model out/final --input stacks.npy --output refined.npy",
+            "hf-simskip embed --model out/final --input sentences.txt --output stacks.parquet --batch-size 64",
+        ],
+    )
+    p.add_argument("--model", required=True, help="folder (or Hub id) saved by SimSkipModel, with a backbone")
+    p.add_argument("--input", required=True, help="UTF-8 text file, one sentence a line (row i is line i)")
+    p.add_argument("--output", required=True, help=".npy, .npz or .parquet file to write")
+    p.add_argument("--output-key", default="head_inputs", help="array/column name in an .npz/.parquet output")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="sentences encoded at once (>= 1)")
+    p.add_argument("--device", default="cpu", help="for the backbone (e.g. cuda)")
+
+
+def embed(args) -> int:
+    from .files import read_sentences, write_embeddings
+    from .training.cache import embed_sentences
+
+    read_sentences(args.input)  # before loading the model: fail fast
+    model = load_simskip(args.model, args.device)
+    sentences = _sentences_for(model, args.model, args.input, "embed --input")
+    stacks = embed_sentences(
+        model,
+        sentences,
+        batch_size=args.batch_size,
+        device=args.device,
+        show_progress_bar=logging.getLogger().isEnabledFor(logging.INFO),
+    ).numpy()  # (n, d), or (n, 1 + L, d)
+    path = write_embeddings(args.output, stacks, args.output_key, _sentence_table(args.output, sentences))
+    layers = stacks.shape[1] - 1 if stacks.ndim == 3 else 0
+    names = ", ".join(map(str, model.config.layers or []))
+    what = f"x, then {layers} hidden layers: hidden states {names}" if layers else "x"
+    _out(f"embedded {len(sentences)} sentences -> {' x '.join(map(str, stacks.shape))} ({what}): wrote {path}")
     return 0
 
 
@@ -365,7 +487,123 @@ def export_st(args) -> int:
     return 0
 
 
-COMMANDS = (train_parser, eval_parser, refine_parser, card_parser, push_parser, export_st_parser)
+# --- cache --------------------------------------------------------------------------------------
+def cache_parser(sub):
+    p = _command(
+        sub,
+        "cache",
+        None,
+        "list or clear the embedding caches that training builds",
+        "The training recipe encodes its corpus once and keeps the backbone's outputs as an embedding cache "
+        "(hf_simskip.training.cache) under $HF_SIMSKIP_CACHE, else $HF_HOME/hf_simskip (~/.cache/huggingface/"
+        "hf_simskip by default). 'list' shows them; 'clear' removes some (by KEY, or a unique start of one, as "
+        "'list' shows it) or all of them, with the leftovers of interrupted builds.",
+        [
+            "hf-simskip cache list",
+            "hf-simskip cache clear 3f2a9c1b",
+            "hf-simskip cache clear --all --cache-dir /data/caches",
+        ],
+    )
+    actions = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    ls = actions.add_parser("list", help="list the caches: key, rows, shape, dtype, size, created, path")
+    ls.set_defaults(handler=cache_list)
+    rm = actions.add_parser("clear", help="remove caches: KEY... or --all")
+    rm.add_argument("keys", nargs="*", metavar="KEY", help="a cache's key, or a unique start of one")
+    rm.add_argument("--all", action="store_true", help="remove every cache")
+    rm.set_defaults(handler=cache_clear)
+    for q in (ls, rm):
+        q.add_argument("--cache-dir", default=None, help="the caches' folder (default: as training chooses it)")
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KB", "MB", "GB", "TB"):
+        n /= 1024
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}"
+
+
+def _cache_module():
+    from .training import cache
+
+    if not hasattr(cache, "list_caches") or not hasattr(cache, "clear_caches"):
+        raise ImportError("this hf_simskip has no hf_simskip.training.cache.list_caches/clear_caches: update it")
+    return cache
+
+
+def _cache_root(args) -> str:
+    return args.cache_dir or str(_cache_module().default_cache_dir())
+
+
+def cache_list(args) -> int:
+    entries = _cache_module().list_caches(cache_dir=args.cache_dir)
+    if not entries:
+        _out(f"no embedding caches in {_cache_root(args)}")
+        return 0
+    rows = [("KEY", "NAME", "ROWS", "SHAPE", "DTYPE", "SIZE", "CREATED", "PATH")]
+    for e in entries:
+        shape = "x".join(str(n) for n in (e.get("shape") or ()))
+        path = str(e["path"]) + ("" if e.get("complete", True) else "  (damaged: clear it)")
+        row = (str(e["key"])[:12], e.get("name"), e.get("rows"), shape, e.get("dtype"))  # a key's start is enough
+        rows.append(
+            (
+                *(str(c if c is not None else "?") for c in row),
+                _size(int(e.get("size_bytes") or 0)),
+                str(e.get("created") or "?")[:19],
+                path,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        _out("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    total = sum(int(e.get("size_bytes") or 0) for e in entries)
+    _out(f"{len(entries)} cache(s), {_size(total)} in {_cache_root(args)}")
+    return 0
+
+
+def _resolve_keys(entries: list[dict], wanted: list[str], where: str) -> list[str]:
+    """Each of ``wanted`` (a key, a unique start of one, or a cache's folder name) -> the cache's key."""
+    keys = []
+    for w in wanted:
+        hits = [e for e in entries if str(e["key"]).startswith(w) or Path(str(e["path"])).name == w]
+        if len(hits) != 1:
+            what = "no cache matches" if not hits else f"{len(hits)} caches match"
+            raise ValueError(
+                f"{what} KEY {w!r} in {where}: pass a key (or a unique start of one) "
+                "as 'hf-simskip cache list' shows it"
+            )
+        keys.append(str(hits[0]["key"]))
+    return list(dict.fromkeys(keys))
+
+
+def cache_clear(args) -> int:
+    cache = _cache_module()
+    if args.all == bool(args.keys):
+        raise ValueError(
+            "pass either --all or the KEYs of the caches to remove (as 'hf-simskip cache list' shows them), "
+            f"got {'both' if args.all else 'neither'}"
+        )
+    keys = (
+        None if args.all else _resolve_keys(cache.list_caches(cache_dir=args.cache_dir), args.keys, _cache_root(args))
+    )
+    removed = cache.clear_caches(cache_dir=args.cache_dir, keys=keys)
+    for path in removed:
+        _out(f"removed {path}")
+    _out(f"removed {len(removed)} folder(s) from {_cache_root(args)}")
+    return 0
+
+
+COMMANDS = (
+    train_parser,
+    eval_parser,
+    refine_parser,
+    embed_parser,
+    card_parser,
+    push_parser,
+    export_st_parser,
+    cache_parser,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,15 +611,32 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hf-simskip", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
     return parser
 
 
+def _command_name(argv: list[str]) -> str | None:
+    """The sub-command of ``argv``: its first word that is not a top-level flag (none of them takes a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, except that ``train`` hands every argument that is not its own to the recipe:
+    what follows the first '--' untouched, and the unknown options (with their values) before it."""
+    if _command_name(argv) != "train":
+        return parser.parse_args(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, unknown = parser.parse_known_args(argv[:split])
+    args.recipe_args = [*unknown, *argv[split + 1 :]]
+    return args
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, list(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

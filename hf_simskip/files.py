@@ -2,7 +2,8 @@
 
 Every writer goes through :func:`atomic_path` (a temporary name beside the target, then ``os.replace``)
 or :func:`replace_dir`, so an interrupted run never leaves a truncated file or a half-written folder
-where a good one was. Embedding files for ``hf-simskip refine``: (n, d) arrays in .npy/.npz/.parquet.
+where a good one was. Embedding files for ``hf-simskip refine`` and ``embed``: (n, d) arrays, or (n, 1 + L, d)
+stacks, in .npy/.npz/.parquet; text files of one sentence a line.
 """
 
 from __future__ import annotations
@@ -157,18 +158,73 @@ def read_embeddings(path, key: str | None = None, column: str | None = None):
     return _read_parquet(path, column)
 
 
-def _write(path: Path, suffix: str, array: np.ndarray, name: str, table) -> None:
+def read_sentences(path) -> list[str]:
+    """One sentence a line from a UTF-8 text file (a byte-order mark and Windows line ends are fine).
+    Row i of anything computed from it is line i, so an empty line is refused rather than skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"text file {str(path)!r} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: line {line} is not valid UTF-8 (byte {data[err.start]:#04x}): save the file as UTF-8"
+        ) from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
+    sentences = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if not sentences:
+        raise ValueError(f"{path}: holds no sentences; expected one sentence a line")
+    blank = [i + 1 for i, s in enumerate(sentences) if not s.strip()]
+    if blank:
+        raise ValueError(
+            f"{path}: line {blank[0]} is empty ({len(blank)} empty line(s)); expected one sentence a line "
+            "(row i of the output is line i): remove the empty lines"
+        )
+    return sentences
+
+
+def _arrow_rows(array: np.ndarray):
+    """(n, d) or (n, L, d) -> n fixed-size list rows (nested for 3-D), without a Python loop over rows."""
+    import pyarrow as pa
+
+    values = pa.array(np.ascontiguousarray(array).reshape(-1))
+    for size in reversed(array.shape[1:]):  # innermost dimension first
+        values = pa.FixedSizeListArray.from_arrays(values, size)
+    return values
+
+
+def _write_npz(path: Path, array: np.ndarray, name: str, keep_from) -> None:
+    """``name`` as an .npz (what np.savez writes), after the other arrays of the .npz ``keep_from``, copied
+    member by member as stored (compressed or not), never loaded whole."""
+    with zipfile.ZipFile(path, "w", allowZip64=True) as out:
+        if keep_from is not None:
+            with zipfile.ZipFile(keep_from) as src:
+                for info in src.infolist():
+                    if info.filename == f"{name}.npy":
+                        continue  # replaced below
+                    kept = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+                    kept.compress_type = info.compress_type
+                    with src.open(info) as fin, out.open(kept, "w", force_zip64=True) as fout:
+                        shutil.copyfileobj(fin, fout, 1 << 20)
+        with out.open(f"{name}.npy", "w", force_zip64=True) as fh:
+            np.lib.format.write_array(fh, np.asanyarray(array), allow_pickle=False)
+
+
+def _write(path: Path, suffix: str, array: np.ndarray, name: str, table, keep_from=None) -> None:
     if suffix == ".npy":
         with open(path, "wb") as fh:
             np.save(fh, array)
     elif suffix == ".npz":
-        with open(path, "wb") as fh:
-            np.savez(fh, **{name: array})
+        _write_npz(path, array, name, keep_from)
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        values = pa.array(list(array), type=pa.list_(pa.float32()))
+        values = _arrow_rows(array)
         if table is not None and len(table) == len(array):  # keep the input's other columns, aligned by row
             table = table.drop_columns([name]) if name in table.column_names else table
             table = table.append_column(name, values)
@@ -177,14 +233,38 @@ def _write(path: Path, suffix: str, array: np.ndarray, name: str, table) -> None
         pq.write_table(table, path)
 
 
-def write_embeddings(path, array: np.ndarray, name: str = "refined", table=None) -> Path:
-    """Write to a temporary file beside ``path``, then ``os.replace``: never a truncated output."""
+def _check_finite(path: Path, array: np.ndarray) -> None:
+    if array.size == 0:
+        return
+    bad = ~np.isfinite(array).reshape(len(array), -1).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            f"{path}: refusing to write {int(bad.sum())} row(s) holding NaN or Inf (first: row {int(bad.argmax())}); "
+            "nothing was written: check the input's scale and the model's weights"
+        )
+
+
+def write_embeddings(path, array: np.ndarray, name: str = "refined", table=None, keep_from=None) -> Path:
+    """``array`` (n, d) or (n, L, d), finite, to ``path`` (.npy/.npz/.parquet): written to a temporary file
+    beside ``path``, then ``os.replace``, so an existing file is never truncated. ``name``: the array
+    (.npz) or column (.parquet) name; ``table``: a parquet input whose other columns are kept;
+    ``keep_from``: an .npz whose other arrays are kept (``path`` itself when it is replaced in place)."""
     path = Path(path)
     suffix = _suffix(path, "output")
     if path.parent and not path.parent.is_dir():
         raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist")
-    with atomic_path(path) as tmp:
-        _write(tmp, suffix, array, name, table)
+    array = np.asarray(array)
+    _check_finite(path, array)
+    if keep_from is not None and suffix != ".npz":
+        raise ValueError(f"keep_from applies to .npz outputs, got {str(path)!r}")
+    try:
+        with atomic_path(path) as tmp:
+            _write(tmp, suffix, array, name, table, keep_from)
+    except OSError as err:  # a full disk, a file-size limit, a vanished folder: one line that names the file
+        raise OSError(
+            f"could not write {path} ({err.strerror or err}); the file there, if any, is unchanged: "
+            "free some disk space or write elsewhere"
+        ) from err
     return path
 
 
@@ -195,6 +275,7 @@ __all__ = [
     "replace_dir",
     "temp_dir_beside",
     "read_embeddings",
+    "read_sentences",
     "write_embeddings",
     "FORMATS",
 ]

@@ -1,7 +1,9 @@
-"""hf-simskip (cli.py): refine round trips and bad files, help texts, train/eval/card wiring."""
+"""hf-simskip (cli.py): refine round trips and bad files, embed and refine from text, help texts, train/eval/card
+wiring, the cache command and --version. What a failed write leaves on disk: test_faults_outputs.py."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -9,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+import hf_simskip
 import hf_simskip.evaluation
-from hf_simskip import files
 from hf_simskip.cli import main
 
-from utils import head_only, results_json, tiny_simskip
+from utils import REPO, SENTENCES, head_only, results_json, tiny_sentences, tiny_simskip
 
-COMMANDS = ["train", "eval", "refine", "card", "push", "export-st"]
+COMMANDS = ["train", "eval", "refine", "embed", "card", "push", "export-st", "cache"]
 
 
 @pytest.fixture(scope="module")
@@ -91,58 +93,6 @@ def test_refine_npz_and_parquet(head_dir, tmp_path, capsys):
     table = pq.read_table(tmp_path / "y.parquet")
     assert table.column_names == ["id", "emb", "refined"] and table.column("id").to_pylist() == list(range(12))
     np.testing.assert_allclose(np.array(table.column("refined").to_pylist()), model.refine(x), atol=1e-6)
-
-
-@pytest.mark.parametrize(
-    "case,needle",
-    [
-        ("width", "64-d but the model"),
-        ("nan", "NaN or Inf in 2 row(s)"),
-        ("missing", "does not exist"),
-        ("1d", "expected a 2-D (n, d) array"),
-        ("suffix", "expected a .npy, .npz, .parquet file"),
-        ("corrupt", "could not be read as .npy"),
-        ("no_model", "model folder"),
-    ],
-)
-def test_refine_bad_input_keeps_the_old_output(head_dir, tmp_path, capsys, case, needle):
-    folder, _ = head_dir
-    rng = np.random.default_rng(2)
-    x = {"width": rng.normal(size=(5, 64)), "1d": rng.normal(size=128)}.get(case, rng.normal(size=(5, 128)))
-    if case == "nan":
-        x[[1, 3], 7] = np.nan
-    inp = tmp_path / ("x.txt" if case == "suffix" else "x.npy")
-    if case == "corrupt":
-        inp.write_bytes(b"\x93NUMPY garbage")
-    elif case != "missing":
-        np.save(inp, x) if inp.suffix == ".npy" else inp.write_text("1 2 3")
-    model = tmp_path / "nope" if case == "no_model" else folder
-    old = tmp_path / "y.npy"
-    np.save(old, np.arange(6.0))
-    before = old.read_bytes()
-    code, out, err = run(["refine", "--model", model, "--input", inp, "--output", old], capsys)
-    assert code == 1 and needle in err and err.strip().splitlines()[-1].startswith("hf-simskip refine: error:"), err
-    assert old.read_bytes() == before
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-
-
-def test_failed_write_leaves_the_old_output_intact(head_dir, tmp_path, capsys, monkeypatch):
-    folder, _ = head_dir
-    np.save(tmp_path / "x.npy", np.ones((4, 128), dtype=np.float32))
-    np.save(tmp_path / "y.npy", np.arange(3.0))
-    before = (tmp_path / "y.npy").read_bytes()
-
-    def half_write(path, *args):
-        path.write_bytes(b"\x93NUMPY partial")  # a crash mid-write
-        raise OSError("disk full")
-
-    monkeypatch.setattr(files, "_write", half_write)
-    code, _, err = run(
-        ["refine", "--model", folder, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"], capsys
-    )
-    assert code == 1 and "disk full" in err
-    assert (tmp_path / "y.npy").read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["x.npy", "y.npy"]
 
 
 def test_console_script_exit_code_and_stderr(tmp_path):
@@ -329,3 +279,167 @@ def test_refine_takes_stacked_layer_embeddings_for_a_layer_aware_head(tmp_path, 
     )
     assert code == 1 and "(n, 4, 16)" in err and "reads 3 hidden layers besides the embedding" in err, err
     assert not (tmp_path / "z.npy").exists()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"hf-simskip {hf_simskip.__version__}\n"
+
+
+@pytest.mark.parametrize(
+    "argv,launcher,recipe_args",
+    [
+        (["--config", "recipes/configs/noise.yaml"], "", "--config recipes/configs/noise.yaml"),
+        (["--output_dir", "out"], "", "--output_dir out"),
+        (  # train's own options anywhere, the recipe's in their order, negative numbers as values
+            [
+                "--output_dir",
+                "out",
+                "--launcher-args=--num_processes 1",
+                "--learning_rate",
+                "3e-4",
+                "--layer_scale",
+                "-1",
+            ],
+            "--num_processes 1",
+            "--output_dir out --learning_rate 3e-4 --layer_scale -1",
+        ),
+        (["--rec", "x", "--dry"], "", "--rec x --dry"),  # never taken for abbreviations of --recipe / --dry-run
+        (["--lr", "1", "--", "--dry-run", "--recipe", "y", "--"], "", "--lr 1 --dry-run --recipe y --"),
+    ],
+)
+def test_train_hands_every_other_argument_to_the_recipe(tmp_path, capsys, argv, launcher, recipe_args):
+    recipe = tmp_path / "train_simcse_skip.py"
+    recipe.write_text("")
+    code, out, err = run(["train", "--recipe", recipe, "--dry-run", *argv], capsys)
+    assert code == 0, err
+    cmd = f"-m accelerate.commands.launch {launcher} {recipe} {recipe_args}".replace("  ", " ")
+    assert out.strip().endswith(cmd), out
+
+
+def test_every_train_example_of_the_help_runs(tmp_path, capsys):
+    """The examples of `hf-simskip train --help`, of the module docstring and of docs/sharing.md parse, as a
+    dry run (issue 21: the first of them stopped with 'unrecognized arguments')."""
+    recipe = tmp_path / "train_simcse_skip.py"
+    recipe.write_text("")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    examples = [line.strip() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("hf-simskip")]
+    import hf_simskip.cli as cli
+
+    for text in (cli.__doc__, (REPO / "docs" / "sharing.md").read_text(encoding="utf-8")):
+        examples += [line.strip() for line in text.splitlines() if line.strip().startswith("hf-simskip train")]
+    assert len(examples) >= 8
+    for example in examples:
+        words = shlex.split(example.split("#")[0])[1:]
+        code, out, err = run(["train", "--dry-run", "--recipe", recipe, *words[1:]], capsys)
+        assert code == 0 and str(recipe) in out, (example, err)
+
+
+def test_other_commands_still_refuse_unknown_options(head_dir, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.ones((2, 128), dtype=np.float32))
+    with pytest.raises(SystemExit) as exc:
+        main(
+            ["refine", "--model", str(head_dir[0]), "--input", str(tmp_path / "x.npy"), "--output", "y.npy", "--bogus"]
+        )
+    assert exc.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_multi_gpu_config_leaves_the_process_count_to_the_launch():
+    """No hard-coded process count: accelerate asks for --num_processes (ClusterConfig's -1) instead of
+    starting a count written for another machine, and the file says how to pass it."""
+    import yaml
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    path = REPO / "recipes" / "accelerate" / "multi_gpu.yaml"
+    assert "num_processes" not in yaml.safe_load(path.read_text())
+    assert ClusterConfig.from_yaml_file(path).num_processes == -1
+    assert "--num_processes" in path.read_text()
+
+
+def test_embed_and_refine_from_text_on_a_layer_aware_model(tiny_backbone, tmp_path, capsys):
+    """`embed` writes the head's inputs (n, 1 + L, d); `refine --input` of them, `refine --text-file` and
+    SimSkipModel.encode agree."""
+    import pyarrow.parquet as pq
+
+    from hf_simskip.training.cache import embed_sentences
+
+    model = tiny_simskip(tiny_backbone)  # layer-aware: x, then hidden states 0 and 1 of the 32-wide backbone
+    model.save_pretrained(tmp_path / "m")
+    text = tmp_path / "sentences.txt"
+    text.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    code, out, err = run(["embed", "--model", tmp_path / "m", "--input", text, "--output", tmp_path / "s.npy"], capsys)
+    assert code == 0, err
+    stacks = np.load(tmp_path / "s.npy")
+    assert stacks.shape == (len(SENTENCES), 3, 32) and "x, then 2 hidden layers" in out
+    np.testing.assert_allclose(stacks, embed_sentences(model, SENTENCES).numpy(), atol=1e-5)
+
+    reference = model.encode(SENTENCES)
+    for source in (["--input", tmp_path / "s.npy"], ["--text-file", text]):
+        code, _, err = run(["refine", "--model", tmp_path / "m", *source, "--output", tmp_path / "r.npy"], capsys)
+        assert code == 0, err
+        np.testing.assert_allclose(np.load(tmp_path / "r.npy"), reference, atol=1e-5)
+
+    code, _, err = run(
+        ["refine", "--model", tmp_path / "m", "--text-file", text, "--output", tmp_path / "r.parquet"], capsys
+    )
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "r.parquet")
+    assert table.column("sentence").to_pylist() == SENTENCES
+    np.testing.assert_allclose(np.array(table.column("refined").to_pylist()), reference, atol=1e-5)
+    code, _, err = run(
+        ["embed", "--model", tmp_path / "m", "--input", text, "--output", tmp_path / "s.parquet"], capsys
+    )
+    assert code == 0, err
+    code, _, err = run(  # a parquet of stacks refines too
+        [
+            "refine",
+            "--model",
+            tmp_path / "m",
+            "--input",
+            tmp_path / "s.parquet",
+            "--column",
+            "head_inputs",
+            "--output",
+            tmp_path / "r2.npy",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "r2.npy"), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("command", ["refine", "embed"])
+def test_text_needs_a_backbone_and_says_so(head_dir, tmp_path, capsys, command):
+    (tmp_path / "s.txt").write_text("a sentence\n", encoding="utf-8")
+    source = ["--text-file" if command == "refine" else "--input", tmp_path / "s.txt"]
+    code, _, err = run([command, "--model", head_dir[0], *source, "--output", tmp_path / "y.npy"], capsys)
+    assert code == 1 and "head-only" in err and "refine --input" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "y.npy").exists()
+
+
+def test_cache_list_and_clear(tiny_backbone, tmp_path, capsys, monkeypatch):
+    from hf_simskip.training.cache import build_embedding_cache
+
+    model = tiny_simskip(tiny_backbone)
+    root = tmp_path / "caches"
+    _, a = build_embedding_cache(model, SENTENCES[:7], cache_dir=root, name="a")
+    _, b = build_embedding_cache(model, tiny_sentences(10), cache_dir=root, name="b")
+    monkeypatch.setenv("HF_SIMSKIP_CACHE", str(root))  # the default folder, as training resolves it
+    code, out, err = run(["cache", "list"], capsys)
+    assert code == 0, err
+    assert a["key"][:12] in out and b["key"][:12] in out and "7x3x32" in out and "10x3x32" in out
+    assert "2 cache(s)" in out and str(root) in out
+
+    code, _, err = run(["cache", "clear", "--cache-dir", root], capsys)
+    assert code == 1 and "pass either --all or the KEYs" in err
+    code, _, err = run(["cache", "clear", "ffff", "--cache-dir", root], capsys)
+    assert code == 1 and "no cache matches KEY 'ffff'" in err
+    code, out, err = run(["cache", "clear", a["key"][:8], "--cache-dir", root], capsys)
+    assert code == 0, err
+    assert not os.path.exists(a["path"]) and os.path.exists(b["path"]) and f"removed {a['path']}" in out
+    code, out, err = run(["cache", "clear", "--all"], capsys)
+    assert code == 0 and not os.path.exists(b["path"]), err
+    code, out, _ = run(["cache", "list", "--cache-dir", root], capsys)
+    assert code == 0 and "no embedding caches in" in out
