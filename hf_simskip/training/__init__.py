@@ -2,7 +2,15 @@
 the dev signal and the optional stage 0 (SimCSE fine-tuning of the backbone)."""
 
 from .arguments import HeadTrainingArguments
-from .cache import DEFAULT_CACHE_DIR, build_embedding_cache, cache_key, embed_sentences
+from .cache import (
+    DEFAULT_CACHE_DIR,
+    build_embedding_cache,
+    cache_key,
+    clear_caches,
+    default_cache_dir,
+    embed_sentences,
+    list_caches,
+)
 from .corpus import corpus_fingerprint, load_corpus
 from .dev import stsb_dev_fn, stsb_dev_pairs
 from .loop import EpochPermutation, train_head
@@ -17,6 +25,9 @@ __all__ = [
     "embed_sentences",
     "cache_key",
     "DEFAULT_CACHE_DIR",
+    "default_cache_dir",
+    "list_caches",
+    "clear_caches",
     "stsb_dev_pairs",
     "stsb_dev_fn",
 ]
