@@ -35,12 +35,13 @@ def plain_loop(x: torch.Tensor, args) -> float:
     from torch.utils.data import DataLoader, TensorDataset
     from transformers import get_scheduler
 
-    from hf_simskip import SimSkipHead, contrastive_loss
+    from hf_simskip import SimSkipConfig, SimSkipHead, SimSkipObjective
     from hf_simskip.training import HeadTrainingArguments
 
     hp = HeadTrainingArguments()
     torch.manual_seed(0)
-    head = SimSkipHead(x.shape[1])
+    head = SimSkipHead(SimSkipConfig(embedding_dim=x.shape[1]))
+    objective = SimSkipObjective(hp, head.config)
     head.fit_statistics(x)
     head.train()
     loader = DataLoader(TensorDataset(x), batch_size=args.batch_size, shuffle=True, drop_last=True)
@@ -50,7 +51,7 @@ def plain_loop(x: torch.Tensor, args) -> float:
     step, start = 0, time.perf_counter()
     while step < args.steps:
         for (batch,) in loader:
-            loss = contrastive_loss(head, batch, hp, gen)
+            loss = objective(head, batch, gen)
             loss.backward()
             opt.step()
             sched.step()
@@ -65,7 +66,7 @@ def recipe_loop(x: torch.Tensor, args) -> float:
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from hf_simskip import SimSkipHead
+    from hf_simskip import SimSkipConfig, SimSkipHead
     from hf_simskip.training import HeadTrainingArguments, train_head
 
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -79,7 +80,7 @@ def recipe_loop(x: torch.Tensor, args) -> float:
             logging_steps=0,
             checkpointing_steps=0,
         )
-        metrics = train_head(SimSkipHead(x.shape[1]), x, hp, Accelerator(cpu=True))
+        metrics = train_head(SimSkipHead(SimSkipConfig(embedding_dim=x.shape[1])), x, hp, Accelerator(cpu=True))
     return metrics["train_samples_per_second"]
 
 

@@ -18,6 +18,24 @@ from .paths import resolve_data_dir
 
 __version__ = "0.2.0"
 
+
+def _write_card(model, folder) -> None:
+    from .sharing.hub import on_save_pretrained  # the card renderer (jinja2, huggingface_hub): imported on use
+
+    on_save_pretrained(model, folder)
+
+
+def _push(model, repo_id, *args, **kwargs):
+    from .sharing.hub import push_model_to_hub
+
+    return push_model_to_hub(model, repo_id, *args, **kwargs)
+
+
+# the model files travel to the Hub alone and import nothing of hf_simskip: the package plugs its card and its
+# upload into the model here (SimSkipModel.save_hooks / push_hook)
+if _write_card not in SimSkipModel.save_hooks:
+    SimSkipModel.save_hooks.append(_write_card)
+SimSkipModel.push_hook = _push
 AutoConfig.register("simskip", SimSkipConfig, exist_ok=True)
 AutoModel.register(SimSkipConfig, SimSkipModel, exist_ok=True)
 SimSkipConfig.register_for_auto_class()

@@ -1,15 +1,18 @@
 """Train a SimSkip head on top of a frozen sentence encoder, with accelerate.
 
     accelerate launch recipes/train_simcse_skip.py                                  # offline defaults
+    accelerate launch recipes/train_simcse_skip.py --method pca                     # closed form, seconds
     accelerate launch recipes/train_simcse_skip.py --config recipes/configs/noise.yaml --learning_rate 3e-4
     accelerate launch --config_file recipes/accelerate/single_gpu_bf16.yaml recipes/train_simcse_skip.py \
         --config recipes/configs/simcse_bert_base.yaml
 
 Stages: (0, optional) SimCSE fine-tuning of the backbone; (1) encode the corpus once with the frozen
-backbone into a fingerprinted Arrow cache; (2) train the head on the cached embeddings (two augmented
-views, NT-Xent with negatives from every process), with STS-B dev Spearman as the dev signal.
-Arguments come from the dataclass defaults (SimSkipConfig and HeadTrainingArguments own them), an
-optional --config YAML and the command line, in that order of precedence (CLI wins).
+backbone (x and the pooled hidden layers, one forward pass) into a fingerprinted Arrow cache; (2) fit the head's
+statistics and the layer branch's closed form on the cache, then train it with its objective (the default
+layer-aware head: relational distillation and reconstruction; the paper's head: NT-Xent between two views),
+keeping the best of the identity, the closed form and the trained steps on the STS-B dev signal.
+Arguments come from the dataclass defaults (SimSkipConfig, HeadTrainingArguments and Stage0Arguments own
+them), the --method preset, an optional --config YAML and the command line, in that order of precedence.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from hf_simskip.sharing.model_card import write_model_card
 from hf_simskip.training import build_embedding_cache, load_corpus, stsb_dev_fn, stsb_dev_pairs, train_head
 from hf_simskip.training.checkpoint import clear_output_dir
 from hf_simskip.training.runtime import cpu_threads, hide_gpus_for_cpu_runs
-from hf_simskip.training.simcse import simcse_finetune, simcse_settings_key
+from hf_simskip.training.simcse import simcse_finetune
 
-from recipe_args import DataArguments, ModelArguments, config_kwargs, parse_args, to_dict
+from recipe_args import DataArguments, ModelArguments, RecipeArguments, config_kwargs, parse_args, to_dict
 
 logger = get_logger(__name__)
 
@@ -47,12 +50,12 @@ def build_model(model_args: ModelArguments) -> SimSkipModel:
     return model
 
 
-def make_dev_fn(model, data_args: DataArguments, accelerator):
-    """STS-B dev Spearman (x100) of the cosine of refined embeddings; raw dev embeddings cached once."""
+def make_dev_fn(model, data_args: DataArguments, cache_args: dict, accelerator):
+    """STS-B dev Spearman (x100) of the cosine of refined embeddings; raw dev embeddings cached once, keyed like
+    the corpus cache (``cache_args``: the same backbone weights and stage-0 key)."""
     a, b, gold = stsb_dev_pairs(data_args.data_dir, data_args.max_dev_pairs)
-    cache = (data_args.cache_dir, accelerator, data_args.encode_batch_size)
-    xa, _ = build_embedding_cache(model, a, *cache, name="stsb-dev-a", dtype=data_args.cache_dtype)
-    xb, _ = build_embedding_cache(model, b, *cache, name="stsb-dev-b", dtype=data_args.cache_dtype)
+    xa, _ = build_embedding_cache(model, a, **cache_args, name="stsb-dev-a")
+    xb, _ = build_embedding_cache(model, b, **cache_args, name="stsb-dev-b")
     return stsb_dev_fn(xa, xb, gold, accelerator.device)
 
 
@@ -64,6 +67,7 @@ def prepare_corpus(data_args: DataArguments, seed: int) -> tuple[list[str], dict
         data_args.dataset_split,
         data_args.text_column,
         data_args.transductive_kfold_tasks,
+        data_args.dataset_config_name,
     )
     if data_args.max_train_samples and data_args.max_train_samples < len(sentences):
         keep = torch.randperm(len(sentences), generator=torch.Generator().manual_seed(seed))
@@ -73,12 +77,12 @@ def prepare_corpus(data_args: DataArguments, seed: int) -> tuple[list[str], dict
     return sentences, corpus
 
 
-def save_outputs(model, metrics: dict, groups, out: Path) -> None:
+def save_outputs(model, metrics: dict, args: RecipeArguments, out: Path) -> None:
     """The run's records (training_config.yaml, corpus.json), then final/ as a whole: the model is saved
     into a temporary folder, evaluated there if asked, its card rendered last from this run's records,
     and the folder renamed to final/ (an earlier final/ is replaced only then); then metrics.json."""
-    _, data_args, _, run_args = groups
-    write_text(out / "training_config.yaml", yaml.safe_dump(to_dict(*groups)))
+    data_args, run_args = args.data, args.run
+    write_text(out / "training_config.yaml", yaml.safe_dump(to_dict(*args)))
     write_json(out / "corpus.json", metrics["corpus"])
     final = out / "final"
     tmp = temp_dir_beside(final)
@@ -106,7 +110,8 @@ def save_outputs(model, metrics: dict, groups, out: Path) -> None:
 
 def main(argv=None):
     hide_gpus_for_cpu_runs()  # a CPU run (ACCELERATE_USE_CPU=1) must not see GPUs: before CUDA is initialised
-    model_args, data_args, train_args, run_args = parse_args(argv)
+    args = parse_args(argv)
+    model_args, data_args, train_args, stage0_args, run_args = args
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     trackers = None if run_args.report_to == "none" else run_args.report_to
     accelerator = Accelerator(
@@ -140,27 +145,10 @@ def main(argv=None):
 
     # --- the model; optional stage 0; stage 1, the embedding cache -------------------------------
     model = build_model(model_args).to(accelerator.device)
-    stage0 = None
-    if run_args.simcse_steps > 0:
-        stage0 = simcse_settings_key(
-            run_args.simcse_steps,
-            run_args.simcse_learning_rate,
-            run_args.simcse_batch_size,
-            run_args.simcse_temperature,
-            train_args.seed,
-            corpus["fingerprint_sha256"],
-        )
+    stage0 = stage0_args.settings_key(train_args.seed, corpus["fingerprint_sha256"])
+    if stage0 is not None:
         corpus["stage0_simcse"] = stage0
-        simcse_finetune(
-            model,
-            sentences,
-            run_args.simcse_steps,
-            accelerator,
-            run_args.simcse_learning_rate,
-            run_args.simcse_batch_size,
-            run_args.simcse_temperature,
-            train_args.seed,
-        )
+        simcse_finetune(model, sentences, stage0_args, accelerator, train_args.seed)
     cache_args = {
         "cache_dir": data_args.cache_dir,
         "accelerator": accelerator,
@@ -174,17 +162,12 @@ def main(argv=None):
         partners, corpus["dropout_cache"] = build_embedding_cache(
             model, sentences, **cache_args, name="corpus-dropout", dropout_seed=train_args.seed
         )
-    dev_fn = make_dev_fn(model, data_args, accelerator) if data_args.dev_signal == "stsb" else None
+    dev_fn = make_dev_fn(model, data_args, cache_args, accelerator) if data_args.dev_signal == "stsb" else None
 
     # --- stage 2: the head --------------------------------------------------------------------
     if run_args.report_to != "none":
         accelerator.init_trackers(
-            "simskip",
-            config={
-                k: v
-                for k, v in to_dict(model_args, data_args, train_args, run_args).items()
-                if isinstance(v, (int, float, str, bool))
-            },
+            "simskip", config={k: v for k, v in to_dict(*args).items() if isinstance(v, (int, float, str, bool))}
         )
     # what else decides the weights: checkpoints of another backbone, head or corpus are not resumed
     run_info = {
@@ -202,7 +185,7 @@ def main(argv=None):
     # --- the end: the refined model, its config, metrics and corpus record -----------------------
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_outputs(model, metrics, (model_args, data_args, train_args, run_args), Path(train_args.output_dir))
+        save_outputs(model, metrics, args, Path(train_args.output_dir))
     accelerator.end_training()
     return metrics
 

@@ -39,12 +39,12 @@ def test_recipe_arguments_are_derived_from_their_owners(recipe):
         set(SimSkipConfig.field_names()) - set(BACKBONE_FIELDS)
     )
     assert all(f.default is None for f in model_fields.values())  # None: SimSkipConfig decides
-    assert model_fields["dropout"].metadata["help"].startswith("dropout of the two layers")  # from the config docs
+    assert model_fields["dropout"].metadata["help"].startswith("dropout of the refiner's two layers")  # FIELD_HELP
     assert recipe_args.DATACLASSES[2] is HeadTrainingArguments  # the training owner itself, not a copy
-    m, d, t, r = recipe_args.parse_args([])
+    m, d, t, s, r = recipe_args.parse_args([])
     assert t == HeadTrainingArguments()  # no implicit YAML: the defaults are the owners' defaults
     assert recipe_args.config_kwargs(m) == {}
-    m, _, _, _ = recipe_args.parse_args(["--zero_init", "false", "--hidden_dims", "8", "32", "--max_seq_length", "64"])
+    m = recipe_args.parse_args(["--zero_init", "false", "--hidden_dims", "8", "32", "--max_seq_length", "64"]).model
     assert recipe_args.config_kwargs(m) == {"zero_init": False, "hidden_dims": [8, 32], "max_seq_length": 64}
     # --layers: hidden-state indices, or none for the paper's head on x alone (the view configs say so)
     assert recipe_args.config_kwargs(recipe_args.parse_args(["--layers", "0", "2"])[0]) == {"layers": [0, 2]}
@@ -60,9 +60,9 @@ def test_every_config_parses_and_cli_overrides_yaml(recipe):
 
     for cfg in sorted((RECIPES / "configs").glob("*.yaml")):
         recipe_args.parse_args(["--config", str(cfg)])
-    m, d, t, r = recipe_args.parse_args(["--config", str(RECIPES / "configs/noise.yaml"), "--noise_variance", "0.5"])
+    m, d, t, s, r = recipe_args.parse_args(["--config", str(RECIPES / "configs/noise.yaml"), "--noise_variance", "0.5"])
     assert t.augmentation == "noise" and t.noise_variance == 0.5
-    m, d, t, r = recipe_args.parse_args(["--config", str(RECIPES / "configs/simcse_bert_base.yaml")])
+    m, d, t, s, r = recipe_args.parse_args(["--config", str(RECIPES / "configs/simcse_bert_base.yaml")])
     assert (m.pooling, m.embedding_dim, m.max_seq_length) == ("cls_before_pooler", 768, 32)
     for name in ("cpu_2proc", "single_gpu_bf16", "multi_gpu"):  # launch configs hold no hyper-parameters
         launch = yaml.safe_load((RECIPES / "accelerate" / f"{name}.yaml").read_text())
@@ -214,9 +214,12 @@ def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
 
     model = AutoModel.from_pretrained(out / "final")
     emb = model.encode(["the movie was good", "what is a film"])
-    # the default head reads the backbone's hidden states 0..n-1 (here 0, 1) and training opened its branch
-    assert model.config.layers == [0, 1] and model.head.layer_branch.is_open
-    assert emb.shape == (2, 64) and np.abs(emb[:, 32:]).any() and model.head.feature_std.abs().sum() > 0
+    # the default head reads the backbone's hidden states 0..n-1 (here 0, 1); the dev selection kept one of the
+    # identity (u = 0, the gate closed), the closed form or a trained step, and the model and the log say which
+    assert model.config.layers == [0, 1] and metrics["kept"] in ("identity", "initial", "trained")
+    assert model.head.layer_branch.is_open == (metrics["kept"] != "identity") == bool(np.abs(emb[:, 32:]).any())
+    assert emb.shape == (2, 64) and model.head.feature_std.abs().sum() > 0
+    assert f"kept the {'trained head' if metrics['kept'] == 'trained' else metrics['kept']}" in proc.stderr
     assert model.config.encoder_name_or_path == tiny_backbone
     assert yaml.safe_load((out / "training_config.yaml").read_text())["augmentation"] == "mask+noise"
 

@@ -13,8 +13,8 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
-from hf_simskip import SimSkipHead
-from hf_simskip.training import HeadTrainingArguments, train_head
+from hf_simskip import SimSkipConfig, SimSkipHead, SimSkipModel, SimSkipObjective
+from hf_simskip.training import EpochPermutation, HeadTrainingArguments, train_head
 from hf_simskip.training.checkpoint import list_checkpoints, resolve_checkpoint
 
 D, N = 16, 256
@@ -27,7 +27,7 @@ def data(seed=0):
 
 def head():
     torch.manual_seed(0)
-    return SimSkipHead(D, zero_init=True)
+    return SimSkipHead(SimSkipConfig(embedding_dim=D, zero_init=True))
 
 
 def args(out, **kw):
@@ -283,7 +283,7 @@ def layer_data(n_layers=3, seed=0):
 
 def layer_head(**kw):
     torch.manual_seed(0)
-    return SimSkipHead(D, zero_init=True, n_layers=3, layer_hidden_dim=32, **kw)
+    return SimSkipHead(SimSkipConfig(embedding_dim=D, zero_init=True, layers=[0, 1, 2], layer_hidden_dim=32, **kw))
 
 
 def test_a_layer_aware_head_trains_its_branch_by_default_and_keeps_f_the_identity(tmp_path):
@@ -296,12 +296,12 @@ def test_a_layer_aware_head_trains_its_branch_by_default_and_keeps_f_the_identit
 
     def dev_fn(module):
         scored_gates.append(float(module.layer_branch.gate))
-        return 0.0 if len(scored_gates) == 1 else 1.0  # the trained head beats the identity
+        return float(len(scored_gates))  # every later candidate scores higher: the trained head is kept
 
     m = train_head(h, x, args(tmp_path, max_steps=12), Accelerator(cpu=True), dev_fn=dev_fn)
     assert scored_gates[0] == 0.0 and scored_gates[-1] == 1.0 and h.layer_branch.is_open
     after = h.state_dict()
-    for name in ("layer_branch.net.0.weight", "layer_decoder.weight"):
+    for name in ("layer_branch.net.0.weight", "layer_branch.closed_form.weight", "layer_decoder.weight"):
         assert not torch.equal(before[name], after[name]), name
     for name in ("refiner.linear.weight", "projector.0.weight"):
         assert torch.equal(before[name], after[name]), name
@@ -316,7 +316,7 @@ def test_a_layer_aware_head_trains_its_branch_by_default_and_keeps_f_the_identit
 def test_the_identity_stays_a_candidate_of_a_layer_aware_head(tmp_path):
     """When the dev signal prefers the untrained head, training ends as the identity: the gate is closed."""
     h, x = layer_head(), layer_data()
-    scores = iter([5.0, 1.0, 1.0])
+    scores = iter([5.0, 1.0, 1.0, 1.0])  # the identity, the closed form, step 6, the end
     m = train_head(
         h, x, args(tmp_path, eval_steps=6, max_steps=12), Accelerator(cpu=True), dev_fn=lambda _: next(scores)
     )
@@ -326,13 +326,88 @@ def test_the_identity_stays_a_candidate_of_a_layer_aware_head(tmp_path):
 
 def test_loss_weights_per_head_kind_and_nothing_to_train(tmp_path):
     a = args(tmp_path)
-    assert a.loss_weights(layer_aware=False)["contrastive_weight"] == 1.0
-    layer = a.loss_weights(layer_aware=True)
-    assert layer["contrastive_weight"] == 0.0 and layer["distillation_weight"] == layer["reconstruction_weight"] == 1.0
-    assert args(tmp_path, contrastive_weight=0.5).loss_weights(True)["contrastive_weight"] == 0.5
+    plain, layered = head().config, layer_head().config
+    assert SimSkipObjective(a, plain).weights["nt_xent"] == 1.0
+    weights = SimSkipObjective(a, layered).weights
+    assert weights["nt_xent"] == 0.0 and weights["distillation"] == weights["reconstruction"] == 1.0
+    assert SimSkipObjective(args(tmp_path, contrastive_weight=0.5), layered).weights["nt_xent"] == 0.5
     with pytest.raises(ValueError, match="every loss weight is 0 for a head without layers"):
-        args(tmp_path, contrastive_weight=0.0).loss_weights(False)
+        SimSkipObjective(args(tmp_path, contrastive_weight=0.0), plain)
     with pytest.raises(ValueError, match="contrastive_weight must be None or a finite number >= 0"):
         args(tmp_path, contrastive_weight=-1.0).validate()
     with pytest.raises(ValueError, match="distillation_temperature must be a finite number > 0"):
         args(tmp_path, distillation_temperature=0.0).validate()
+
+
+@pytest.mark.parametrize("layers", [[0, 1, 2], None])
+def test_the_models_loss_is_the_trained_loss(tmp_path, layers):
+    """forward(return_loss=True) and train_head compute the same objective on the same batch: the default of a
+    layer-aware head (distillation + reconstruction) and the paper's NT-Xent of two views."""
+    config = SimSkipConfig(embedding_dim=D, layers=layers, layer_hidden_dim=32, dropout=0.0)
+    x = layer_data() if layers else data()
+    train_args = args(tmp_path, max_steps=1, per_device_train_batch_size=32, logging_steps=1)
+    torch.manual_seed(0)
+    model = SimSkipModel(config)
+    trained = SimSkipModel(config)
+    trained.load_state_dict(model.state_dict())
+    m = train_head(trained.head, x, train_args, Accelerator(cpu=True))
+    # the same first batch, the same statistics and closed form, the gate open, the same view generator
+    first = list(EpochPermutation(len(x), train_args.seed))[:32]
+    model.head.fit_statistics(x)
+    if layers:
+        model.head.layer_branch.open()
+    model.train()
+    out = model(
+        encoder_embeddings=x[first],
+        return_loss=True,
+        loss_args=train_args,
+        generator=torch.Generator().manual_seed(train_args.seed),
+    )
+    assert out.loss.item() == pytest.approx(m["train_loss"], rel=1e-5)
+    if layers:  # the layer branch learns through the model's own loss too (the gate does not block it)
+        out.loss.backward()
+        assert model.head.layer_branch.closed_form.weight.grad.abs().sum() > 0
+
+
+def test_a_failing_step_leaves_no_parameter_frozen(tmp_path):
+    h, x = layer_head(), layer_data()
+
+    def fail(step, state):
+        if step == 2:
+            raise RuntimeError("a fault in the middle of training")
+
+    with pytest.raises(RuntimeError, match="a fault in the middle"):
+        train_head(h, x, args(tmp_path), Accelerator(cpu=True), step_callback=fail)
+    assert all(p.requires_grad for n, p in h.named_parameters() if not n.endswith("gate"))
+
+
+def test_the_closed_form_is_a_candidate_and_is_kept_when_training_does_not_beat_it(tmp_path):
+    h, x = layer_head(), layer_data()
+    scores = iter([1.0, 3.0, 2.0, 2.0])  # the identity, the closed form, step 6, the end
+    m = train_head(
+        h, x, args(tmp_path, eval_steps=6, max_steps=12), Accelerator(cpu=True), dev_fn=lambda _: next(scores)
+    )
+    assert m["kept"] == "initial" and m["best_step"] == 0 and h.layer_branch.is_open
+    assert list(m["dev_scores"]) == ["identity", "initial", "step 6", "step 12"]
+    assert not h.layer_branch.net[-1].weight.any()  # the MLP as it started: the head is the closed form
+    closed = layer_head()
+    closed.fit_statistics(x)
+    closed.layer_branch.open()
+    torch.testing.assert_close(h.eval().embed(x[:8]), closed.eval().embed(x[:8]))
+
+
+def test_no_gradient_step_fits_the_closed_form_only(tmp_path):
+    h, x = layer_head(), layer_data()
+    m = train_head(
+        h,
+        x,
+        args(tmp_path, max_steps=0),
+        Accelerator(cpu=True),
+        dev_fn=lambda module: float(module.layer_branch.is_open),
+    )
+    assert m["global_step"] == 0 and m["kept"] == "initial" and h.layer_branch.is_open
+
+
+def test_a_nan_dev_score_stops_the_run(tmp_path):
+    with pytest.raises(FloatingPointError, match="dev score of the identity head at step 0 is nan"):
+        train_head(layer_head(), layer_data(), args(tmp_path), Accelerator(cpu=True), dev_fn=lambda _: float("nan"))

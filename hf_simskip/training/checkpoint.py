@@ -1,7 +1,8 @@
 """Atomic checkpoints for the head training loop (accelerate's save_state/load_state underneath).
 
 Layout under ``<output_dir>/checkpoints``: ``step_{n}/`` (accelerate's state + ``trainer_state.json`` +
-``augmentation_rng_{rank}.pt``) and a ``latest`` pointer file. A checkpoint is written as
+``augmentation_rng_{rank}.pt`` + ``best_head.pt``, the weights of the dev selection's best candidate so far, so a
+checkpoint resumed from any folder still ends with the best head) and a ``latest`` pointer file. A checkpoint is written as
 ``step_{n}.tmp``, renamed once complete, and only then does ``latest`` move (tmp file + os.replace), so a
 crash while saving leaves the previous checkpoint as ``latest``.
 
@@ -17,7 +18,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,7 +37,33 @@ NOT_IN_FINGERPRINT = (
     "checkpointing_steps",
     "save_total_limit",
 )
-RUN_ARTIFACTS = ("checkpoints", "final", "best_head.pt", "metrics.json", "corpus.json", "training_config.yaml")
+BEST_FILE = "best_head.pt"
+# best_head.pt at the top level: written by hf_simskip <= 0.2, removed with the rest of an old run
+RUN_ARTIFACTS = ("checkpoints", "final", BEST_FILE, "metrics.json", "corpus.json", "training_config.yaml")
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint keeps of a run besides the weights, the optimiser and the RNGs (trainer_state.json).
+
+    The dev selection's candidates are the untrained identity (``"identity"``: u = 0, f the identity with
+    zero-init), the head as initialised (``"initial"``: the closed form of a layer-aware head) and every
+    evaluated training step (``"trained"``); ``best_candidate`` names the one kept so far."""
+
+    global_step: int = 0
+    batches_seen: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    best_candidate: str | None = None
+    initial_dev_score: float | None = None
+    dev_scores: dict = field(default_factory=dict)  # candidate label -> dev score
+    run_fingerprint: str = ""
+    run_config: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> TrainState:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in saved.items() if k in known})
 
 
 def checkpoints_dir(output_dir) -> Path:
@@ -135,9 +162,12 @@ def resolve_checkpoint(spec: str, output_dir, run_fp: str | None = None, config:
     return list(reversed(mine))
 
 
-def save_checkpoint(accelerator, output_dir, state: dict, generator: torch.Generator, total_limit: int | None):
-    """Save model/optimizer/scheduler/RNG (accelerate) + the augmentation generator + ``state`` atomically;
-    keep the last ``total_limit`` checkpoints of this run (state["run_fingerprint"])."""
+def save_checkpoint(
+    accelerator, output_dir, state: dict, generator: torch.Generator, total_limit: int | None, best_weights=None
+):
+    """Save model/optimizer/scheduler/RNG (accelerate) + the augmentation generator + ``state`` + the best
+    candidate's weights (``best_weights``, a state_dict or None) atomically; keep the last ``total_limit``
+    checkpoints of this run (state["run_fingerprint"])."""
     root = checkpoints_dir(output_dir)
     final = root / f"step_{state['global_step']}"
     tmp = root / f"step_{state['global_step']}.tmp"
@@ -149,6 +179,8 @@ def save_checkpoint(accelerator, output_dir, state: dict, generator: torch.Gener
     torch.save(generator.get_state(), tmp / f"augmentation_rng_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if best_weights is not None:
+            torch.save(best_weights, tmp / BEST_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")  # written last: completeness mark
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -160,37 +192,36 @@ def save_checkpoint(accelerator, output_dir, state: dict, generator: torch.Gener
     return final
 
 
-def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> dict:
-    """Restore what save_checkpoint wrote; returns the trainer state (global_step, batches_seen, ...)."""
+def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> tuple[dict, dict | None]:
+    """Restore what save_checkpoint wrote; returns (the trainer state (global_step, batches_seen, ...), the best
+    candidate's weights or None)."""
     rng = path / f"augmentation_rng_{accelerator.process_index}.pt"
     if not rng.is_file():
         raise ValueError(f"checkpoint {path} has no {rng.name}: it was saved with a different number of processes")
+    state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    best = torch.load(path / BEST_FILE, map_location="cpu", weights_only=True) if (path / BEST_FILE).is_file() else None
+    if state.get("best_metric") is not None and best is None:
+        raise ValueError(f"checkpoint {path} records a best dev score but has no {BEST_FILE}: it is incomplete")
     accelerator.load_state(str(path))
     generator.set_state(torch.load(rng, weights_only=True))
-    return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    return state, best
 
 
 def resume_state(resume_from, output_dir, accelerator, generator, run_fp: str, config: dict):
-    """(trainer state, torch RNG state as saved, or None when starting fresh). A checkpoint that fails to
-    load (a truncated file) is reported and the previous complete one of this run is tried."""
-    state = {
-        "global_step": 0,
-        "batches_seen": 0,
-        "best_metric": None,
-        "best_step": None,
-        "run_fingerprint": run_fp,
-        "run_config": config,
-    }
+    """(TrainState, torch RNG state as saved or None when starting fresh, the best candidate's weights or None).
+    A checkpoint that fails to load (a truncated file) is reported and the previous complete one of this run is
+    tried."""
+    state = TrainState(run_fingerprint=run_fp, run_config=config)
     if not resume_from:
-        return state, None
+        return state, None, None
     candidates = resolve_checkpoint(resume_from, output_dir, run_fp, config)
     if not candidates:
         logger.warning("no checkpoint to resume from in %s: starting fresh", output_dir, main_process_only=True)
-        return state, None
+        return state, None, None
     errors = []
     for path in candidates:
         try:
-            loaded = load_checkpoint(accelerator, path, generator)
+            loaded, best = load_checkpoint(accelerator, path, generator)
         except ValueError:
             raise
         except Exception as err:  # noqa: BLE001 (any unreadable file: torch, safetensors, pickle, OS errors)
@@ -198,7 +229,8 @@ def resume_state(resume_from, output_dir, accelerator, generator, run_fp: str, c
             logger.warning("checkpoint %s could not be loaded (%s); trying the previous one", path, err)
             continue
         logger.info("resumed from %s at step %d", path, loaded["global_step"], main_process_only=True)
-        return {**state, **loaded}, torch.get_rng_state()  # as saved (accelerate restored it): dropout draws from it
+        # the torch RNG as saved (accelerate restored it): dropout draws from it
+        return TrainState.from_dict({**asdict(state), **loaded}), torch.get_rng_state(), best
     raise ValueError(f"no checkpoint in {checkpoints_dir(output_dir)} could be loaded: {'; '.join(errors)}")
 
 

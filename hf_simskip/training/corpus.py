@@ -59,13 +59,13 @@ def _task_sentences(name: str, data_dir: Path, split: str | None) -> list[str]:
     return task.all_sentences() if split is None else task.splits[split].all_sentences()
 
 
-def _read_dataset(name_or_path: str, split: str, column: str) -> list[str]:
+def _read_dataset(name_or_path: str, split: str, column: str, config_name: str | None = None) -> list[str]:
     import datasets
 
     if os.path.isdir(name_or_path):
         ds = datasets.load_from_disk(name_or_path)
     else:
-        ds = datasets.load_dataset(name_or_path, split=split)
+        ds = datasets.load_dataset(name_or_path, config_name, split=split)
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise ValueError(f"dataset {name_or_path!r} has splits {list(ds)}, not the requested {split!r}")
@@ -82,11 +82,12 @@ def load_corpus(
     dataset_split: str = "train",
     text_column: str = "text",
     transductive_kfold_tasks: bool = False,
+    dataset_config_name: str | None = None,
 ) -> tuple[list[str], dict]:
     """The unique training sentences (sorted) and a record of where they came from.
 
-    ``train_file`` (one sentence a line) or ``dataset_name`` (a load_from_disk folder or a Hub name)
-    replace the default corpus: the .txt files under <data_dir>/unlabeled/ plus the sentences of the
+    ``train_file`` (one sentence a line) or ``dataset_name`` (a load_from_disk folder or a Hub name, with its
+    ``dataset_config_name``) replace the default corpus: the .txt files under <data_dir>/unlabeled/ plus the sentences of the
     training splits of SST2, TREC and MRPC. ``transductive_kfold_tasks`` adds CR, MPQA, MR and SUBJ
     (k-fold tasks: their sentences are also evaluation sentences, hence opt-in and recorded).
     """
@@ -102,9 +103,10 @@ def load_corpus(
     if train_file is not None:
         add(f"file:{train_file}", _read_text_file(Path(train_file).expanduser()))
     elif dataset_name is not None:
+        config = f"{dataset_config_name}:" if dataset_config_name else ""
         add(
-            f"dataset:{dataset_name}[{dataset_split}].{text_column}",
-            _read_dataset(dataset_name, dataset_split, text_column),
+            f"dataset:{dataset_name}[{config}{dataset_split}].{text_column}",
+            _read_dataset(dataset_name, dataset_split, text_column, dataset_config_name),
         )
     elif (found := find_data_dir(data_dir)) is not None:
         for txt in sorted((found / "unlabeled").glob("*.txt")):

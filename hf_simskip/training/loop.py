@@ -3,16 +3,18 @@
     from accelerate import Accelerator
     metrics = train_head(model.head, x, HeadTrainingArguments(output_dir="out"), Accelerator(cpu=True))
 
-Works under ``accelerate launch``/``torchrun`` (negatives gathered across processes with gradients,
-DDP averages the gradients) and in-process with a plain ``Accelerator()``.
+Works under ``accelerate launch``/``torchrun`` (every in-batch loss term sees the rows of all processes, gathered
+with gradients; DDP averages the gradients) and in-process with a plain ``Accelerator()``. The run is one
+function read top to bottom (`train_head`); what a checkpoint keeps is one :class:`TrainState`, and the objects
+of a run travel together in one :class:`_Run`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 import torch
 from accelerate import Accelerator
@@ -22,10 +24,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ..files import atomic_path
-from ..models.simskip.head import contrastive_loss
+from ..models.simskip.head import split_inputs
+from ..models.simskip.losses import SimSkipObjective
 from .arguments import HeadTrainingArguments
-from .checkpoint import fingerprint, resume_state, run_config, save_checkpoint
+from .checkpoint import TrainState, fingerprint, resume_state, run_config, save_checkpoint
 
 logger = get_logger(__name__)
 
@@ -50,7 +52,8 @@ class EpochPermutation(Sampler):
 class Rows(Dataset):
     """Batches of rows of a tensor or a memory-mapped FeatureTable: ``(rows,)``, or ``(rows, partner rows)``
     where ``partners`` is a second table of the same shape or an (n,) index of partner rows in the first.
-    Fetched a whole batch at a time (``__getitems__``), so a memory-mapped table is read once per batch."""
+    Fetched a whole batch at a time (``__getitems__``), so a memory-mapped table is read once per batch and
+    only at the rows of this process's batches."""
 
     def __init__(self, table, partners=None):
         self.table, self.partners = table, partners
@@ -75,76 +78,28 @@ def _whole_batch(batch):
     return batch  # Rows.__getitems__ already built it
 
 
-def _prepare(head, x, args, accelerator, partners=None):
-    if accelerator.device.type == "cuda" and accelerator.num_processes > 1:
-        head = torch.nn.SyncBatchNorm.convert_sync_batchnorm(head)  # CUDA only (gloo has no SyncBatchNorm)
-    sampler = EpochPermutation(len(x), args.seed)
-    loader = DataLoader(
-        Rows(x, partners),
-        batch_size=args.per_device_train_batch_size,
-        sampler=sampler,
-        drop_last=True,  # BatchNorm fails on a batch of one
-        collate_fn=_whole_batch,
-    )
-    optimizer = torch.optim.AdamW(head.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
-    updates_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
-    total = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * updates_per_epoch)
-    # a prepared scheduler steps once per process per update (accelerate's convention): scale the counts
-    scheduler = get_scheduler(
-        args.lr_scheduler_type,
-        optimizer,
-        num_warmup_steps=math.ceil(args.warmup_ratio * total) * accelerator.num_processes,
-        num_training_steps=total * accelerator.num_processes,
-    )
-    scheduler = accelerator.prepare(scheduler)
-    return head, optimizer, loader, sampler, scheduler, total
+@dataclass
+class _Run:
+    """The objects of one training run, prepared by accelerate."""
 
+    args: HeadTrainingArguments
+    accelerator: Accelerator
+    head: torch.nn.Module  # the prepared (possibly DDP-wrapped) head
+    objective: SimSkipObjective
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loader: DataLoader
+    total: int
+    generator: torch.Generator
+    dev_fn: object
+    state: TrainState
+    best_weights: dict | None = None  # the best candidate's state_dict (CPU), written into every checkpoint
+    losses: list = field(default_factory=list)
+    samples: int = 0
 
-def _check_data(x, args, accelerator):
-    if not hasattr(x, "shape") or not hasattr(x, "__getitem__") or len(x.shape) not in (2, 3):
-        got = getattr(x, "shape", type(x).__name__)
-        raise ValueError(f"embeddings must be an (n, d) or (n, 1 + L, d) tensor or FeatureTable, got {got}")
-    need = args.per_device_train_batch_size * accelerator.num_processes
-    if x.shape[0] < need:
-        raise ValueError(
-            f"the corpus has {x.shape[0]} embeddings, fewer than one batch of {need} "
-            f"(per_device_train_batch_size x processes); use more sentences or a smaller batch"
-        )
-
-
-def _log_header(accelerator, n, args, total):
-    effective = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info("***** Running training *****", main_process_only=True)
-    for key, value in [
-        ("Num examples", n),
-        ("Num epochs", args.num_train_epochs if args.max_steps <= 0 else "max_steps"),
-        ("Instantaneous batch size per device", args.per_device_train_batch_size),
-        ("Total train batch size (w. parallel & accumulation)", effective),
-        ("Gradient accumulation steps", args.gradient_accumulation_steps),
-        ("Total optimization steps", total),
-    ]:
-        logger.info("  %s = %s", key, value, main_process_only=True)
-
-
-def _evaluate(head, dev_fn, state, args, accelerator, step):
-    module = accelerator.unwrap_model(head)
-    module.eval()
-    with torch.no_grad():
-        score = float(dev_fn(module))
-    module.train()
-    accelerator.log({"dev/score": score}, step=step)
-    logger.info("step %d: dev score %.4f", step, score, main_process_only=True)
-    if step == 0:
-        state["initial_dev_score"] = score
-    if state["best_metric"] is None or score > state["best_metric"]:
-        state.update(best_metric=score, best_step=step)
-        if accelerator.is_main_process:
-            best = Path(args.output_dir) / "best_head.pt"
-            best.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(best) as tmp:
-                torch.save(module.state_dict(), tmp)
-    return score
+    @property
+    def module(self):
+        return self.accelerator.unwrap_model(self.head)
 
 
 def train_head(
@@ -161,153 +116,243 @@ def train_head(
     """Train ``head`` (SimSkipHead) in place on ``embeddings``: its raw inputs, (n, d) or (n, 1 + L, d), a
     tensor or a memory-mapped FeatureTable (the recipe's cache); returns metrics.
 
-    ``dev_fn(head) -> float`` (higher is better) is called before training (step 0: with zero_init the
-    identity, i.e. the raw embeddings), every ``eval_steps`` and at the end; the best head is kept
-    (``best_head.pt``) and restored at the end when ``load_best_at_end`` (so a run that never beats the
-    raw embeddings on the dev signal ends as the identity).
+    First the statistics and, for a layer-aware head with ``layer_closed_form``, the closed form are fitted
+    (``fit_statistics``). ``dev_fn(head) -> float`` (higher is better) then scores the candidates: the
+    identity (the gate closed), the initial head (the closed form), every ``eval_steps`` and the end; the best
+    is kept in memory and in every checkpoint, and restored at the end when ``load_best_at_end`` (a run that
+    never beats the raw embeddings ends as the identity). ``max_steps=0``: no gradient step.
     ``partners`` (same shape): with positives="dropout", row i's positive (a dropout embedding of sentence i).
     ``step_callback(step, state)``: called after every optimisation step (and its checkpoint), on every process.
-    ``run_info``: what else decides this run (the recipe passes the architecture and the corpus
-    fingerprint); it enters the run fingerprint that ties checkpoints to their run.
-    A non-finite loss or weight stops the run with FloatingPointError before anything is saved.
+    ``run_info``: what else decides this run (the recipe passes the architecture and the corpus fingerprint);
+    it enters the run fingerprint that ties checkpoints to their run.
+    A non-finite loss, weight, dev score or output stops the run with FloatingPointError before anything is saved.
     """
     args.validate()
     accelerator = accelerator or Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps)
     accelerator.gradient_accumulation_steps = args.gradient_accumulation_steps
     _check_data(embeddings, args, accelerator)
     head.check_input(embeddings)
+    objective = SimSkipObjective(args, head.config)
     set_seed(args.seed)
     if fit_statistics:
-        head.fit_statistics(embeddings)  # the augmentations are scale-aware through these buffers
-    generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + accelerator.process_index)
+        head.fit_statistics(embeddings)  # the views' scale, the branch's standardisation and closed form
     head.train()
-    weights = args.loss_weights(bool(head.n_layers))
-    frozen = _freeze_untrained(head, weights)  # DDP needs every trainable parameter to get a gradient
-    partners = _partners(embeddings, args, partners)
-    head, optimizer, loader, sampler, scheduler, total = _prepare(head, embeddings, args, accelerator, partners)
-    config = run_config(args, head, embeddings, run_info)
-    state, resume_rng = resume_state(
-        args.resume_from_checkpoint, args.output_dir, accelerator, generator, fingerprint(config), config
-    )
-    _log_header(accelerator, len(embeddings), args, total)
-    if dev_fn is not None and state["global_step"] == 0:
-        _evaluate(head, dev_fn, state, args, accelerator, 0)  # the untrained head (identity with zero_init): baseline
-    branch = accelerator.unwrap_model(head).layer_branch
-    if branch is not None and state["global_step"] == 0:
-        branch.open()  # after the identity was scored: from here on u is trained and part of the output
-    losses, start, samples = [], time.perf_counter(), 0
-    bar = tqdm(total=total, initial=state["global_step"], disable=not accelerator.is_local_main_process)
-    while state["global_step"] < total:
-        epoch, skip = divmod(state["batches_seen"], len(loader))
-        loader.set_epoch(epoch)  # sets the sampler's epoch; a skipping loader copies it
-        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-        # a skipping loader restarts accelerate's epoch counter (before accelerate 1.11), which it then hands to
-        # the sampler when iterated: give it this epoch, or the resumed run would replay epoch 0's order
-        epoch_loader.set_epoch(epoch)
-        # mid-epoch, the uninterrupted run drew this loader's seed before the checkpoint; at an epoch
-        # boundary it draws it after, from the restored RNG: reset the RNG only in the first case
-        for batch, *partner in batches_after_resume(epoch_loader, resume_rng if skip else None):
-            resume_rng = None
-            with accelerator.accumulate(head):
-                loss = contrastive_loss(head, batch, args, generator, partner[0] if partner else None, **weights)
-                accelerator.backward(loss)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            state["batches_seen"] += 1
-            samples += batch.shape[0] * accelerator.num_processes
-            losses.append(loss.detach())
-            if not accelerator.sync_gradients:
-                continue
-            state["global_step"] += 1
-            step = state["global_step"]
-            bar.update(1)
-            _after_step(head, dev_fn, state, args, accelerator, step, losses, scheduler, generator, total)
-            if step_callback is not None:
-                step_callback(step, state)
-            if step >= total:
-                break
-    bar.close()
-    for param in frozen:
-        param.requires_grad_(True)
-    return _finish(head, dev_fn, state, args, accelerator, losses, samples, time.perf_counter() - start, total)
+    with _frozen(objective.untrained_parts(head)):  # DDP needs every trainable parameter to get a gradient
+        run = _prepare(head, embeddings, args, accelerator, objective, _partners(embeddings, args, partners), dev_fn)
+        config = run_config(args, head, embeddings, run_info)
+        run.state, resume_rng, run.best_weights = resume_state(
+            args.resume_from_checkpoint, args.output_dir, accelerator, run.generator, fingerprint(config), config
+        )
+        _log_header(run, len(embeddings))
+        if run.state.global_step == 0:
+            _score_untrained(run)
+        bar = tqdm(total=run.total, initial=run.state.global_step, disable=not accelerator.is_local_main_process)
+        start = time.perf_counter()
+        while run.state.global_step < run.total:
+            epoch, skip = divmod(run.state.batches_seen, len(run.loader))
+            run.loader.set_epoch(epoch)  # sets the sampler's epoch; a skipping loader copies it
+            epoch_loader = accelerator.skip_first_batches(run.loader, skip) if skip else run.loader
+            # a skipping loader restarts accelerate's epoch counter (before accelerate 1.11), which it then hands
+            # to the sampler when iterated: give it this epoch, or the resumed run would replay epoch 0's order
+            epoch_loader.set_epoch(epoch)
+            # mid-epoch, the uninterrupted run drew this loader's seed before the checkpoint; at an epoch
+            # boundary it draws it after, from the restored RNG: reset the RNG only in the first case
+            for batch, *partner in batches_after_resume(epoch_loader, resume_rng if skip else None):
+                resume_rng = None
+                with accelerator.accumulate(run.head):
+                    loss = objective(run.head, batch, run.generator, partner[0] if partner else None)
+                    accelerator.backward(loss)
+                    run.optimizer.step()
+                    run.scheduler.step()
+                    run.optimizer.zero_grad()
+                run.state.batches_seen += 1
+                run.samples += batch.shape[0] * accelerator.num_processes
+                run.losses.append(loss.detach())
+                if not accelerator.sync_gradients:
+                    continue
+                run.state.global_step += 1
+                bar.update(1)
+                _after_step(run)
+                if step_callback is not None:
+                    step_callback(run.state.global_step, run.state)
+                if run.state.global_step >= run.total:
+                    break
+        bar.close()
+        return _finish(run, embeddings, time.perf_counter() - start)
 
 
-def _freeze_untrained(head, weights: dict) -> list:
-    """Freeze the parts no loss term reaches (the projector without NT-Xent, the refiner of x without
-    NT-Xent or the geometry term, the decoder without reconstruction); returns the parameters frozen."""
-    parts = []
-    if not weights["contrastive_weight"]:
-        parts.append(head.projector)
-        if not weights["geometry_weight"]:
-            parts.append(head.refiner)
-    if not weights["reconstruction_weight"]:
-        parts.append(getattr(head, "layer_decoder", None))
-    frozen = [p for part in parts if part is not None for p in part.parameters() if p.requires_grad]
+@contextlib.contextmanager
+def _frozen(parts):
+    """Freeze ``parts`` for the block; whatever happens in it (an exception included), unfreeze them after."""
+    frozen = [p for part in parts for p in part.parameters() if p.requires_grad]
     for param in frozen:
         param.requires_grad_(False)
-    return frozen
+    try:
+        yield
+    finally:
+        for param in frozen:
+            param.requires_grad_(True)
 
 
-def _partners(embeddings, args, partners):
-    if args.positives == "neighbor":  # the index of every row's nearest other row, by the embedding x
-        x = torch.as_tensor(embeddings[:])
-        return nearest_other_index(x[:, 0] if x.dim() == 3 else x)
-    if args.positives != "dropout":
-        if partners is not None:
-            raise ValueError(f"partners were given but positives={args.positives!r}; use positives='dropout'")
-        return None
-    if not hasattr(partners, "shape") or tuple(partners.shape) != tuple(embeddings.shape):
-        got = getattr(partners, "shape", type(partners).__name__)
+def _prepare(head, x, args, accelerator, objective, partners, dev_fn) -> _Run:
+    if accelerator.device.type == "cuda" and accelerator.num_processes > 1:
+        head = torch.nn.SyncBatchNorm.convert_sync_batchnorm(head)  # CUDA only (gloo has no SyncBatchNorm)
+    sampler = EpochPermutation(len(x), args.seed)
+    loader = DataLoader(
+        Rows(x, partners),
+        batch_size=args.per_device_train_batch_size,
+        sampler=sampler,
+        drop_last=True,  # BatchNorm fails on a batch of one
+        collate_fn=_whole_batch,
+    )
+    trainable = [p for p in head.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
+    head, optimizer, loader = accelerator.prepare(head, optimizer, loader)
+    updates_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    total = args.max_steps if args.max_steps >= 0 else math.ceil(args.num_train_epochs * updates_per_epoch)
+    # a prepared scheduler steps once per process per update (accelerate's convention): scale the counts
+    scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=math.ceil(args.warmup_ratio * total) * accelerator.num_processes,
+        num_training_steps=max(total, 1) * accelerator.num_processes,
+    )
+    scheduler = accelerator.prepare(scheduler)
+    generator = torch.Generator(device=accelerator.device).manual_seed(args.seed + accelerator.process_index)
+    return _Run(args, accelerator, head, objective, optimizer, scheduler, loader, total, generator, dev_fn, None)
+
+
+def _check_data(x, args, accelerator):
+    if not hasattr(x, "shape") or not hasattr(x, "__getitem__") or len(x.shape) not in (2, 3):
+        got = getattr(x, "shape", type(x).__name__)
+        raise ValueError(f"embeddings must be an (n, d) or (n, 1 + L, d) tensor or FeatureTable, got {got}")
+    need = args.per_device_train_batch_size * accelerator.num_processes
+    if x.shape[0] < need:
         raise ValueError(
-            f"positives='dropout' needs partners of shape {tuple(embeddings.shape)} (one dropout "
-            f"embedding per row), got {got}"
+            f"the corpus has {x.shape[0]} embeddings, fewer than one batch of {need} "
+            f"(per_device_train_batch_size x processes); use more sentences or a smaller batch"
         )
-    return partners
 
 
-def _after_step(head, dev_fn, state, args, accelerator, step, losses, scheduler, generator, total):
+def _log_header(run: _Run, n: int) -> None:
+    args, acc = run.args, run.accelerator
+    effective = args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps
+    logger.info("***** Running training *****", main_process_only=True)
+    for key, value in [
+        ("Num examples", n),
+        ("Num epochs", args.num_train_epochs if args.max_steps < 0 else "max_steps"),
+        ("Instantaneous batch size per device", args.per_device_train_batch_size),
+        ("Total train batch size (w. parallel & accumulation)", effective),
+        ("Gradient accumulation steps", args.gradient_accumulation_steps),
+        ("Total optimization steps", run.total),
+        ("Loss terms (weight)", {k: v for k, v in run.objective.weights.items() if v}),
+    ]:
+        logger.info("  %s = %s", key, value, main_process_only=True)
+
+
+def _score_untrained(run: _Run) -> None:
+    """Score the identity (the layer branch's gate closed) and, when it differs, the initial head (the closed
+    form) on the dev signal, then open the gate: from here on u is part of the output and trained."""
+    branch = run.module.layer_branch
+    if run.dev_fn is not None:
+        _evaluate(run, "identity")
+    if branch is not None:
+        branch.open()
+        if run.dev_fn is not None and branch.closed_form is not None:
+            _evaluate(run, "initial")
+
+
+def _evaluate(run: _Run, candidate: str = "trained") -> float:
+    module, step = run.module, run.state.global_step
+    module.eval()
+    with torch.no_grad():
+        score = float(run.dev_fn(module))
+    module.train()
+    if not math.isfinite(score):
+        raise FloatingPointError(
+            f"the dev score of the {candidate} head at step {step} is {score}: its embeddings hold NaN or Inf, or "
+            "the dev signal is broken; nothing from this run was saved"
+        )
+    label = candidate if candidate != "trained" else f"step {step}"
+    run.state.dev_scores[label] = score
+    run.accelerator.log({"dev/score": score}, step=step)
+    logger.info("%s: dev score %.4f", label, score, main_process_only=True)
+    if candidate == "identity":
+        run.state.initial_dev_score = score
+    if run.state.best_metric is None or score > run.state.best_metric:
+        run.state.best_metric, run.state.best_step, run.state.best_candidate = score, step, candidate
+        run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+    return score
+
+
+def _after_step(run: _Run) -> None:
+    args, step, acc = run.args, run.state.global_step, run.accelerator
     logs = bool(args.logging_steps) and step % args.logging_steps == 0
     saves = bool(args.checkpointing_steps) and step % args.checkpointing_steps == 0
-    if logs or saves or step >= total:
-        check_finite(head, losses[-max(args.logging_steps, args.checkpointing_steps, 1) :], step, args)
+    if logs or saves or step >= run.total:
+        check_finite(run.head, run.losses[-max(args.logging_steps, args.checkpointing_steps, 1) :], step, args)
     if logs:
-        recent = accelerator.reduce(torch.stack(losses[-args.logging_steps :]).mean(), reduction="mean").item()
-        accelerator.log({"train/loss": recent, "train/lr": scheduler.get_last_lr()[0]}, step=step)
+        recent = acc.reduce(torch.stack(run.losses[-args.logging_steps :]).mean(), reduction="mean").item()
+        terms = {f"train/{k}": float(v) for k, v in run.objective.terms.items()}
+        acc.log({"train/loss": recent, "train/lr": run.scheduler.get_last_lr()[0], **terms}, step=step)
         logger.info("step %d: loss %.4f", step, recent, main_process_only=True)
-    if dev_fn is not None and args.eval_steps and step % args.eval_steps == 0 and step < total:
-        _evaluate(head, dev_fn, state, args, accelerator, step)
+    if run.dev_fn is not None and args.eval_steps and step % args.eval_steps == 0 and step < run.total:
+        _evaluate(run)
     if saves:
-        save_checkpoint(accelerator, args.output_dir, dict(state), generator, args.save_total_limit)
+        save_checkpoint(acc, args.output_dir, asdict(run.state), run.generator, args.save_total_limit, run.best_weights)
 
 
-def _finish(head, dev_fn, state, args, accelerator, losses, samples, seconds, total):
-    final_score = _evaluate(head, dev_fn, state, args, accelerator, state["global_step"]) if dev_fn else None
-    module = accelerator.unwrap_model(head)
-    best = Path(args.output_dir) / "best_head.pt"
-    accelerator.wait_for_everyone()
-    if dev_fn is not None and args.load_best_at_end and best.is_file() and state["best_step"] != state["global_step"]:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True))
-        logger.info(
-            "loaded the best head (step %s, dev %.4f)", state["best_step"], state["best_metric"], main_process_only=True
-        )
-    tail = losses[-max(args.logging_steps, 1) :]
-    last = accelerator.reduce(torch.stack(tail).float().mean(), reduction="mean").item() if tail else None
+def _finish(run: _Run, embeddings, seconds: float) -> dict:
+    args, acc, module, state = run.args, run.accelerator, run.module, run.state
+    final_score = _evaluate(run) if run.dev_fn is not None and state.global_step > 0 else None
+    kept = "last"
+    if run.dev_fn is not None and args.load_best_at_end and run.best_weights is not None:
+        module.load_state_dict(run.best_weights)
+        kept = state.best_candidate
+        if state.best_candidate == "trained":
+            msg = "kept the trained head of step %s (dev %.4f)"
+        elif state.best_candidate == "initial":
+            msg = (
+                "kept the initial head (the closed form, step %s, dev %.4f): no trained step beat it on the dev signal"
+            )
+        else:
+            msg = (
+                "kept the identity (step %s, dev %.4f): no refined head beat the backbone's own embedding on the dev "
+                "signal, so this model returns the backbone's embedding (a layer-aware head pads it with zeros)"
+            )
+        logger.info(msg, state.best_step, state.best_metric, main_process_only=True)
     module.eval()
+    _check_outputs(module, embeddings, state.global_step)
+    tail = run.losses[-max(args.logging_steps, 1) :]
+    last = acc.reduce(torch.stack(tail).float().mean(), reduction="mean").item() if tail else None
     return {
-        "global_step": state["global_step"],
-        "total_steps": total,
+        "global_step": state.global_step,
+        "total_steps": run.total,
         "train_loss": last,
-        "initial_dev_score": state.get("initial_dev_score"),
+        "loss_terms": {k: float(v) for k, v in run.objective.terms.items()},
+        "initial_dev_score": state.initial_dev_score,
         "final_dev_score": final_score,
-        "best_dev_score": state["best_metric"],
-        "best_step": state["best_step"],
+        "best_dev_score": state.best_metric,
+        "best_step": state.best_step,
+        "kept": kept,
+        "dev_scores": dict(state.dev_scores),
         "train_seconds": round(seconds, 3),
-        "train_samples_per_second": round(samples / max(seconds, 1e-9), 1),
-        "num_processes": accelerator.num_processes,
-        "mixed_precision": str(accelerator.mixed_precision),
+        "train_samples_per_second": round(run.samples / max(seconds, 1e-9), 1),
+        "num_processes": acc.num_processes,
+        "mixed_precision": str(acc.mixed_precision),
         "args": asdict(args),
     }
+
+
+def _check_outputs(module, embeddings, step: int) -> None:
+    """The refined embeddings of the first rows must be finite: a run whose model returns NaN saves nothing."""
+    sample = torch.as_tensor(embeddings[: min(len(embeddings), 256)]).float().to(module.feature_mean.device)
+    with torch.no_grad():
+        out = module.embed(sample)
+    if not bool(torch.isfinite(out).all()):
+        raise FloatingPointError(
+            f"after step {step} the head returns NaN or Inf for the training rows; nothing from this run was saved"
+        )
 
 
 def check_finite(head, losses, step: int, args) -> None:
@@ -322,6 +367,22 @@ def check_finite(head, losses, step: int, args) -> None:
             f"training diverged by step {step}: {what} became NaN or Inf (learning_rate {args.learning_rate}, "
             f"temperature {args.temperature}); nothing from this run was saved after it. Lower the learning rate"
         )
+
+
+def _partners(embeddings, args, partners):
+    if args.positives == "neighbor":  # the index of every row's nearest other row, by the embedding x
+        return nearest_other_index(split_inputs(torch.as_tensor(embeddings[:]))[0])
+    if args.positives != "dropout":
+        if partners is not None:
+            raise ValueError(f"partners were given but positives={args.positives!r}; use positives='dropout'")
+        return None
+    if not hasattr(partners, "shape") or tuple(partners.shape) != tuple(embeddings.shape):
+        got = getattr(partners, "shape", type(partners).__name__)
+        raise ValueError(
+            f"positives='dropout' needs partners of shape {tuple(embeddings.shape)} (one dropout "
+            f"embedding per row), got {got}"
+        )
+    return partners
 
 
 def batches_after_resume(loader, rng_state):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -19,33 +21,41 @@ from ..models.simskip.pooling import pool
 logger = get_logger(__name__)
 
 
-def simcse_settings_key(
-    steps: int, lr: float, batch_size: int, temperature: float, seed: int, fingerprint: str
-) -> dict:
-    """What decides the fine-tuned weights; goes into the embedding cache key."""
-    settings = {
-        "simcse_steps": steps,
-        "lr": lr,
-        "batch_size": batch_size,
-        "temperature": temperature,
-        "seed": seed,
-        "corpus": fingerprint,
-    }
-    return {"stage0": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest(), **settings}
+@dataclass
+class Stage0Arguments:
+    """Optional stage 0: unsupervised SimCSE fine-tuning of the backbone before its embeddings are cached."""
+
+    simcse_steps: int = field(
+        default=0, metadata={"help": "stage 0: unsupervised SimCSE steps on the backbone; 0: none"}
+    )
+    simcse_learning_rate: float = field(default=3e-5, metadata={"help": "stage 0: AdamW learning rate"})
+    simcse_batch_size: int = field(default=64, metadata={"help": "stage 0: sentences per step (in-batch negatives)"})
+    simcse_temperature: float = field(default=0.05, metadata={"help": "stage 0: InfoNCE temperature"})
+
+    def validate(self) -> None:
+        if not isinstance(self.simcse_steps, int) or self.simcse_steps < 0:
+            raise ValueError(f"simcse_steps must be an int >= 0, got {self.simcse_steps!r}")
+        for name in ("simcse_learning_rate", "simcse_temperature"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not isinstance(self.simcse_batch_size, int) or self.simcse_batch_size < 2:
+            raise ValueError(
+                f"simcse_batch_size must be an int >= 2 (in-batch negatives), got {self.simcse_batch_size!r}"
+            )
+
+    def settings_key(self, seed: int, fingerprint: str) -> dict | None:
+        """What decides the fine-tuned weights (None without stage 0); recorded with the run and its caches."""
+        if self.simcse_steps <= 0:
+            return None
+        settings = {**asdict(self), "seed": seed, "corpus": fingerprint}
+        return {"stage0": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest(), **settings}
 
 
-def simcse_finetune(
-    model,
-    sentences: list[str],
-    steps: int,
-    accelerator,
-    lr: float = 3e-5,
-    batch_size: int = 64,
-    temperature: float = 0.05,
-    seed: int = 42,
-) -> list[float]:
+def simcse_finetune(model, sentences: list[str], args: Stage0Arguments, accelerator, seed: int = 42) -> list[float]:
     """Fine-tune ``model.encoder`` in place for ``steps`` steps; returns the losses. The backbone is
     frozen again (eval mode, no gradients) afterwards."""
+    steps, batch_size, temperature = args.simcse_steps, args.simcse_batch_size, args.simcse_temperature
     if steps <= 0:
         return []
     if len(sentences) < 2:
@@ -53,7 +63,7 @@ def simcse_finetune(
     encoder, tok, cfg = model.encoder, model.tokenizer, model.config
     encoder.requires_grad_(True)
     encoder.train()  # dropout on: the two passes differ only by their dropout masks
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=args.simcse_learning_rate)
     wrapped, optimizer = accelerator.prepare(encoder, optimizer)
     g = torch.Generator().manual_seed(seed + accelerator.process_index)
     losses = []

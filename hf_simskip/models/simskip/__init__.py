@@ -7,8 +7,8 @@ API (``st_module.py`` also sentence-transformers), so a saved model loads with
 
 from .augmentations import ViewArguments, augment, gaussian_noise, make_view, random_mask
 from .configuration_simskip import SimSkipConfig
-from .head import SimSkipHead, contrastive_loss
-from .losses import nt_xent_loss
+from .head import HeadOutput, SimSkipHead, split_inputs
+from .losses import ObjectiveArguments, SimSkipObjective, distillation_loss, geometry_loss, nt_xent_loss
 from .modeling_simskip import SimSkipModel, SimSkipOutput
 
 __all__ = [
@@ -16,9 +16,14 @@ __all__ = [
     "SimSkipModel",
     "SimSkipOutput",
     "SimSkipHead",
+    "HeadOutput",
+    "split_inputs",
     "ViewArguments",
-    "contrastive_loss",
+    "ObjectiveArguments",
+    "SimSkipObjective",
     "nt_xent_loss",
+    "geometry_loss",
+    "distillation_loss",
     "augment",
     "make_view",
     "random_mask",

@@ -21,53 +21,60 @@ LAYER_POOLING_MODES = ("mean", "max", "mean_sqrt_len", "cls_before_pooler", "las
 _UNSET = object()
 LINEAR_POSITIONS = ("residual_branch", "after_skip")
 OUTPUT_MODES = ("refined", "concat")
+CLOSED_FORMS = ("pca", "residual_pca", None)
+# fields whose default differs between a new config and a saved one that predates the field (which loads with
+# the behaviour it was saved with); None here: derived from the backbone (layers: hidden states 0 .. n - 1)
+NEW_DEFAULTS = {"layers": None, "layer_closed_form": "pca"}
+
+
+# The help text of every field, in one place: the class docstring, the recipe's --help and the model card
+# read it from here (the defaults come from ``SimSkipConfig.__init__``'s signature).
+FIELD_HELP = {
+    "encoder_config": "the backbone's own config, kept as a sub-config so `from_pretrained` rebuilds the whole "
+    "model offline; None builds a head-only model (refines embeddings of any modality)",
+    "encoder_name_or_path": "where the backbone came from (Hub id or folder)",
+    "encoder_revision": "the backbone's revision",
+    "pooling": "cls (CLS through the backbone's MLP pooler, SimCSE sup), cls_before_pooler (SimCSE unsup), mean, max, "
+    "mean_sqrt_len or last",
+    "encoder_normalize": "L2-normalise the pooled backbone output (sentence-transformers' Normalize module); part of "
+    "the raw embedding x = h(s)",
+    "max_seq_length": "tokens per text; longer text is truncated (config.json files that say max_length load too)",
+    "embedding_dim": "d, the width of x (read from the backbone's hidden_size when omitted)",
+    "hidden_dims": "widths of the refiner's two Linear-BatchNorm-ReLU-Dropout layers (paper: [d // 2, d]); the last "
+    "must equal d",
+    "linear_position": "where the paper's extra Linear d->d sits: residual_branch keeps eq. 2 exact, "
+    "f(x) = x + W3 g2(g1(x)); after_skip: f(x) = W3 (x + g2(g1(x)))",
+    "projector_dim": "width of the training-only projector W2 relu(W1 z) (paper: d); 0: no projector, NT-Xent "
+    "compares the outputs themselves",
+    "dropout": "dropout of the refiner's two layers",
+    "batch_norm": "BatchNorm in the refiner's two layers (paper: on)",
+    "use_skip": "the skip connection; false is the paper's SimSkip-minus ablation",
+    "zero_init": "the refiner's residual branch starts at zero (the refiner starts as the identity)",
+    "residual_scale": "multiplies the refiner's residual branch, f(x) = x + s * g(x)",
+    "standardize_input": "the refiner sees z = (x - mean) / std (per-dimension statistics of the training data, "
+    "stored in the model) instead of x",
+    "output": "refined returns f(z); concat returns [z, f(z)] (2d wide; the paper's head only)",
+    "normalize_embeddings": "L2-normalise what encode/refine return",
+    "freeze_encoder": "the backbone gets no gradients and stays in eval mode",
+    "layers": "the hidden states the head reads besides x (0 = the embedding layer's output ... n = the last layer), "
+    "each pooled with layer_pooling; default: every hidden state below the last (0 ... n - 1) when the config has a "
+    "backbone; None: the paper's head on x alone (also what a head-only config, or output=concat, gets)",
+    "layer_pooling": "how each chosen hidden state is pooled: mean (attention-masked), max, mean_sqrt_len, "
+    "cls_before_pooler or last",
+    "layer_dim": "width of the layer branch's output u (default d): the output is [f(z), u], embedding_dim + "
+    "layer_dim wide",
+    "layer_closed_form": "the layer branch's linear map, fitted in closed form on the training corpus before any "
+    "gradient step: pca (the top principal directions of the standardised layers) or residual_pca (of the part of "
+    "the layers that x does not predict linearly); None: no closed-form part",
+    "layer_hidden_dim": "hidden width of the layer branch's MLP (a non-linear correction on top of the closed form, "
+    "starting at zero; without a closed form, the whole branch); 0: no MLP",
+    "layer_scale": "the weight of u (unit length, times |x|) in the output: its share of every cosine similarity",
+}
 
 
 class SimSkipConfig(PretrainedConfig):
-    r"""Configuration of a [`SimSkipModel`]: a frozen backbone, its pooling, and the SimSkip head.
-
-    Args:
-        encoder_config (`PretrainedConfig` or `dict`, *optional*):
-            The backbone's own config, kept as a sub-config so `from_pretrained` rebuilds the whole
-            model offline. `None` builds a head-only model (refines embeddings of any modality).
-        encoder_name_or_path (`str`, *optional*): where the backbone came from (Hub id or folder).
-        encoder_revision (`str`, *optional*): the backbone's revision.
-        pooling (`str`): `cls` (CLS through the backbone's MLP pooler, SimCSE sup), `cls_before_pooler`
-            (SimCSE unsup), `mean`, `max`, `mean_sqrt_len` or `last`.
-        encoder_normalize (`bool`): L2-normalise the pooled backbone output (sentence-transformers'
-            `Normalize` module); part of the raw embedding `x = h(s)`.
-        max_seq_length (`int`): tokens per text; longer text is truncated (sentence-transformers' name;
-            config.json files that say `max_length` load too).
-        embedding_dim (`int`): d, the width of `x` (read from the backbone's hidden_size when omitted).
-        hidden_dims (`list[int]`): widths of the two Linear-BatchNorm-ReLU-Dropout layers (paper:
-            `[d // 2, d]`); the last must equal d.
-        linear_position (`str`): where the paper's extra Linear d->d sits. `residual_branch` keeps eq. 2
-            exact: `f(x) = x + W3 g2(g1(x))`; `after_skip`: `f(x) = W3 (x + g2(g1(x)))`.
-        projector_dim (`int`): width of the training-only projector `W2 relu(W1 z)` (paper: d); 0: no
-            projector, NT-Xent compares the outputs themselves.
-        dropout (`float`): dropout of the two layers.
-        batch_norm (`bool`): BatchNorm in the two layers (paper: on).
-        use_skip (`bool`): `False` is the paper's SimSkip-minus ablation.
-        zero_init (`bool`): the residual branch starts at zero, so the refiner starts as the identity.
-        residual_scale (`float`): multiplies the residual branch, `f(x) = x + s * g(x)`.
-        standardize_input (`bool`): the refiner sees `z = (x - mean) / std` (per-dimension statistics
-            stored in the model) instead of `x`; zero-init then starts at `z`.
-        output (`str`): `refined` returns `f(z)`; `concat` returns `[z, f(z)]` (2d wide).
-        normalize_embeddings (`bool`): L2-normalise what `encode`/`refine` return.
-        freeze_encoder (`bool`): the backbone gets no gradients and stays in eval mode.
-        layers (`list[int]`, *optional*): the hidden states the head reads besides `x` (0 = the
-            embedding layer's output ... n = the last layer), each pooled with `layer_pooling`. Default: every
-            hidden state below the last one (0 ... n - 1) when the config has a backbone; a head-only config,
-            or one with `output="concat"`, reads `x` alone. `None` is the paper's head on `x` alone. A saved config.json without this entry
-            predates layer-aware heads and loads as `None`.
-        layer_pooling (`str`): how each chosen hidden state is pooled: `mean` (attention-masked), `max`,
-            `mean_sqrt_len`, `cls_before_pooler` or `last`.
-        layer_dim (`int`): width of the layer branch's output `u` (default d); the output is
-            `[f(z), u]`, `embedding_dim + layer_dim` wide.
-        layer_hidden_dim (`int`): hidden width of the layer branch's MLP; 0 makes it a linear map.
-        layer_scale (`float`): the weight of `u` (unit length, times |x|) in the output: its share of every
-            cosine similarity.
-    """
+    """Configuration of a [`SimSkipModel`]: a frozen backbone, its pooling, and the SimSkip head. The Args
+    section below is generated from ``FIELD_HELP``; the defaults are this ``__init__``'s."""
 
     model_type = "simskip"
     sub_configs = {"encoder_config": AutoConfig}
@@ -97,6 +104,7 @@ class SimSkipConfig(PretrainedConfig):
         layers: list[int] | None = _UNSET,
         layer_pooling: str = "mean",
         layer_dim: int | None = None,
+        layer_closed_form: str | None = _UNSET,
         layer_hidden_dim: int | None = None,
         layer_scale: float = 0.7,
         **kwargs,
@@ -138,14 +146,18 @@ class SimSkipConfig(PretrainedConfig):
         self.output = output
         self.normalize_embeddings = normalize_embeddings
         self.freeze_encoder = freeze_encoder
-        if layers is _UNSET:  # a saved config (it carries transformers_version) without layers predates them
+        # a saved config (it carries transformers_version) without a field predates it: the older behaviour
+        saved = "transformers_version" in kwargs
+        if layers is _UNSET:
             depth = getattr(self.encoder_config, "num_hidden_layers", None)
             # output="concat" is an option of the paper's head ([x, f(x)]): it reads x alone
-            saved_or_plain = "transformers_version" in kwargs or not depth or output == "concat"
-            layers = None if saved_or_plain else list(range(depth))
+            layers = None if saved or not depth or output == "concat" else list(range(depth))
+        if layer_closed_form is _UNSET:  # hf_simskip <= 0.2 trained the whole branch from a random init
+            layer_closed_form = None if saved else NEW_DEFAULTS["layer_closed_form"]
         self.layers = list(layers) if layers is not None else None
         self.layer_pooling = layer_pooling
         self.layer_dim = layer_dim if layer_dim is not None else embedding_dim
+        self.layer_closed_form = layer_closed_form
         self.layer_hidden_dim = layer_hidden_dim if layer_hidden_dim is not None else 4 * embedding_dim
         self.layer_scale = layer_scale
         super().__init__(**kwargs)
@@ -194,6 +206,7 @@ class SimSkipConfig(PretrainedConfig):
         if depth is not None and max(layers) > depth:
             raise ValueError(f"layers {layers} reach past the backbone's {depth} layers (hidden states 0..{depth})")
         _choice("layer_pooling", self.layer_pooling, LAYER_POOLING_MODES)
+        _choice("layer_closed_form", self.layer_closed_form, CLOSED_FORMS)
         if self.output == "concat":
             raise ValueError(
                 "output='concat' repeats x beside f(x); a layer-aware head (layers set) outputs [f(x), u]: "
@@ -203,12 +216,30 @@ class SimSkipConfig(PretrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "layer_dim" else 0):
                 raise ValueError(f"{name} must be an int >= {1 if name == 'layer_dim' else 0}, got {value!r}")
-        _in_range("layer_scale", self.layer_scale, 0.0, float("inf"))
+        if self.layer_closed_form is None and not self.layer_hidden_dim:
+            raise ValueError(
+                "a layer branch needs a closed-form part (layer_closed_form='pca' or 'residual_pca') or an MLP "
+                "(layer_hidden_dim > 0), got neither"
+            )
+        # finite: u is unit length times |x|, so an infinite weight turns the output into inf and NaN
+        _in_range("layer_scale", self.layer_scale, 0.0, 1e3)
 
     @property
-    def num_inputs(self) -> int:
-        """Rows of the head's input: 1 (the embedding x) or 1 + len(layers) (x, then the pooled layers)."""
-        return 1 + len(self.layers) if self.layers else 1
+    def layer_aware(self) -> bool:
+        """Whether the head reads hidden layers besides x (``layers`` is a non-empty list)."""
+        return bool(self.layers)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one row of the head's input: (d,), or (1 + len(layers), d): x, then the pooled layers."""
+        return (1 + len(self.layers), self.embedding_dim) if self.layer_aware else (self.embedding_dim,)
+
+    @classmethod
+    def field_defaults(cls) -> dict:
+        """Every field's default, as ``__init__`` declares it (None: derived from d or the backbone)."""
+        params = inspect.signature(cls.__init__).parameters
+        default = lambda name: NEW_DEFAULTS[name] if params[name].default is _UNSET else params[name].default  # noqa: E731
+        return {name: default(name) for name in cls.field_names()}
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -224,7 +255,7 @@ class SimSkipConfig(PretrainedConfig):
     @property
     def output_dim(self) -> int:
         """Width of what `encode`/`refine` return."""
-        if self.layers:
+        if self.layer_aware:
             return self.embedding_dim + self.layer_dim
         return 2 * self.embedding_dim if self.output == "concat" else self.embedding_dim
 
@@ -241,4 +272,11 @@ def _in_range(name, value, low, high, right_open=False):
         raise ValueError(f"{name} must be a number in [{low}, {high}{bracket}, got {value!r}")
 
 
-__all__ = ["SimSkipConfig"]
+def _docstring() -> str:
+    args = "".join(f"        {name}: {text}\n" for name, text in FIELD_HELP.items())
+    return f"{SimSkipConfig.__doc__.rstrip()}\n\n    Args:\n{args}"
+
+
+SimSkipConfig.__doc__ = _docstring()
+
+__all__ = ["SimSkipConfig", "FIELD_HELP"]

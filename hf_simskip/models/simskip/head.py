@@ -1,17 +1,56 @@
-"""SimSkipHead: the paper's skip-connection refiner and training-only projector on (batch, d) tensors.
+"""SimSkipHead: the paper's skip-connection refiner, the layer branch and the training-only parts, built from a
+SimSkipConfig (as transformers modules take ``config``) and run on the head's raw inputs, no backbone needed.
 
-Usable without any backbone, on embeddings of any modality. Self-contained (the Hub copies it beside
-modeling_simskip.py): torch and the standard library only.
+The raw input of a head is ``x`` (batch, d), or for a layer-aware head the stack (batch, 1 + L, d) of ``x`` and
+the L pooled hidden layers: :func:`split_inputs` names the two parts, once. Self-contained (the Hub copies it
+beside modeling_simskip.py): torch and the standard library only.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augmentations import ViewArguments, make_view
-from .losses import distillation_loss, geometry_loss, nt_xent_loss
+# the closed-form fit reads at most this many corpus rows (evenly spaced): second moments of a few hundred
+# thousand rows are as good as of a million, and the fit stays in seconds
+CLOSED_FORM_MAX_ROWS = 262_144
+
+
+def split_inputs(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The head's raw input -> (x (batch, d), the pooled layers (batch, L, d), or None for a (batch, d) input)."""
+    return (h[:, 0], h[:, 1:]) if h.dim() == 3 else (h, None)
+
+
+def unit(v: torch.Tensor) -> torch.Tensor:
+    """L2-normalise the last dimension in float32 without overflow (rows of 1e20 stay finite)."""
+    v = v.float()
+    peak = v.abs().amax(dim=-1, keepdim=True).clamp_min(1e-30)
+    return F.normalize(v / peak, dim=-1)
+
+
+def row_norm(v: torch.Tensor) -> torch.Tensor:
+    """|v| per row (batch, 1) in float32 without overflow: the largest entry is factored out first."""
+    v = v.float()
+    peak = v.abs().amax(dim=-1, keepdim=True)
+    return peak * (v / peak.clamp_min(1e-30)).norm(dim=-1, keepdim=True)
+
+
+class HeadOutput(NamedTuple):
+    """What a training pass of the head returns.
+
+    output: (batch, output_dim), unnormalised (``embed`` normalises when the config says so).
+    projections: (batch, projector_dim), the projector's view of what the head learns, or None.
+    layer_features: (batch, layer_dim), the layer branch's features g before normalisation and the gate, or None.
+    reconstruction: (batch, L * d), the decoder's rebuild of the branch's standardised input from g, or None.
+    """
+
+    output: torch.Tensor
+    projections: torch.Tensor | None = None
+    layer_features: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
 
 
 class SimSkipLayer(nn.Sequential):
@@ -26,26 +65,16 @@ class SkipRefiner(nn.Module):
     """The refiner f: f(x) = x + s * W3 g2(g1(x)) (linear_position="residual_branch", eq. 2 exact) or
     f(x) = W3 (x + s * g2(g1(x))) ("after_skip"); without the skip (SimSkip-minus) the `x +` is gone."""
 
-    def __init__(
-        self,
-        dim: int,
-        hidden_dims=None,
-        dropout: float = 0.1,
-        batch_norm: bool = True,
-        use_skip: bool = True,
-        linear_position: str = "residual_branch",
-        residual_scale: float = 1.0,
-    ):
+    def __init__(self, config):
         super().__init__()
-        h1, h2 = hidden_dims or (max(dim // 2, 1), dim)
-        if h2 != dim:
-            raise ValueError(f"the second hidden width must equal dim={dim} for x + g(x), got {h2}")
-        self.layer1 = SimSkipLayer(dim, h1, dropout, batch_norm)
-        self.layer2 = SimSkipLayer(h1, h2, dropout, batch_norm)
-        self.linear = nn.Linear(dim, dim)
-        self.use_skip = use_skip
-        self.linear_position = linear_position
-        self.residual_scale = residual_scale
+        d = config.embedding_dim
+        h1, h2 = config.hidden_dims
+        self.layer1 = SimSkipLayer(d, h1, config.dropout, config.batch_norm)
+        self.layer2 = SimSkipLayer(h1, h2, config.dropout, config.batch_norm)
+        self.linear = nn.Linear(d, d)
+        self.use_skip = config.use_skip
+        self.linear_position = config.linear_position
+        self.residual_scale = config.residual_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch = self.layer2(self.layer1(x))  # (batch, d)
@@ -73,52 +102,63 @@ class SkipRefiner(nn.Module):
 class Projector(nn.Sequential):
     """W2 relu(W1 z): the training-only projector; the refined embedding is never its output."""
 
-    def __init__(self, dim: int, projector_dim: int):
-        super().__init__(nn.Linear(dim, projector_dim), nn.ReLU(), nn.Linear(projector_dim, projector_dim))
+    def __init__(self, in_dim: int, config):
+        width = config.projector_dim
+        super().__init__(nn.Linear(in_dim, width), nn.ReLU(), nn.Linear(width, width))
 
 
 class LayerBranch(nn.Module):
     """u: what the frozen backbone's hidden layers add to x.
 
-    The chosen pooled hidden states (batch, L, d) are each L2-normalised, concatenated and standardised
-    with the per-dimension statistics of the training corpus (buffers), mapped by a linear map or a
-    one-hidden-layer GELU MLP to ``out_dim`` (the features g), L2-normalised, and scaled by
-    ``scale * gate``. ``gate`` is a switch, not a learned weight: 0 (zero-init) makes u = 0 and the head
-    the identity, training opens it (1). ``scale`` bounds u's share of every cosine similarity of the
-    output [f(z), u].
+    The pooled hidden states (batch, L, d) are each L2-normalised, concatenated and standardised with the
+    training corpus's per-dimension statistics (buffers): ``h`` (batch, L * d). The features are
+    ``g = C [h, z_x] + MLP(h)``: ``C`` (``closed_form``, config.layer_closed_form) is fitted in closed form on the
+    corpus (:meth:`fit_closed_form`: a PCA of h, or of the part of h that the standardised x, z_x, does not
+    predict linearly), the MLP (config.layer_hidden_dim) is a non-linear correction whose last layer starts at
+    zero, so an untrained head's g is exactly the closed form. Without a closed form (folders of hf_simskip
+    <= 0.2) the MLP, or a Linear when layer_hidden_dim is 0, is the whole branch.
+    u = scale * gate * |x| * g / |g|. ``gate`` is a switch, not a learned weight: 0 (zero-init) makes u = 0 and
+    the head the identity; training opens it after the identity has been scored. ``scale`` bounds u's share of
+    every cosine similarity of the output [f(z), u].
     """
 
-    def __init__(self, dim: int, n_layers: int, out_dim: int, hidden_dim: int, scale: float):
+    def __init__(self, config):
         super().__init__()
-        width = n_layers * dim
-        self.n_layers, self.scale = n_layers, scale
+        d, n_layers, out = config.embedding_dim, len(config.layers), config.layer_dim
+        width = n_layers * d
+        self.scale = config.layer_scale
+        self.closed_form_kind = config.layer_closed_form
         self.register_buffer("layer_mean", torch.zeros(width))
         self.register_buffer("layer_std", torch.ones(width))
-        if hidden_dim:
-            self.net = nn.Sequential(nn.Linear(width, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
+        self.closed_form = nn.Linear(width + d, out) if config.layer_closed_form else None
+        hidden = config.layer_hidden_dim
+        if hidden:
+            self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, out))
+        elif self.closed_form is None:  # hf_simskip 0.2's linear branch
+            self.net = nn.Sequential(nn.Linear(width, out))
         else:
-            self.net = nn.Sequential(nn.Linear(width, out_dim))
+            self.net = None
         self.gate = nn.Parameter(torch.zeros(()), requires_grad=False)
 
     @staticmethod
     def inputs_unstandardized(layer_states: torch.Tensor) -> torch.Tensor:
         """(batch, L, d) pooled hidden states -> (batch, L * d), each L2-normalised, concatenated."""
-        return F.normalize(layer_states.float(), dim=-1).flatten(1)
+        return unit(layer_states).flatten(1)
 
     def inputs(self, layer_states: torch.Tensor) -> torch.Tensor:
-        """The network's input: the normalised, concatenated layers, standardised with the corpus statistics."""
+        """h: the normalised, concatenated layers, standardised with the corpus statistics (batch, L * d)."""
         return (self.inputs_unstandardized(layer_states) - self.layer_mean) / self.layer_std
 
-    def features(self, layer_states: torch.Tensor) -> torch.Tensor:
-        """g: the network's raw output (batch, out_dim), before normalisation and the gate."""
-        return self.net(self.inputs(layer_states))
+    def features(self, layer_states: torch.Tensor, z_x: torch.Tensor) -> torch.Tensor:
+        """g (batch, layer_dim): the branch's raw output, before normalisation and the gate; ``z_x`` is x
+        standardised with the head's statistics (the residual closed form subtracts what it predicts)."""
+        h = self.inputs(layer_states)
+        g = self.closed_form(torch.cat([h, z_x.to(h.dtype)], dim=-1)) if self.closed_form is not None else 0.0
+        return g + self.net(h) if self.net is not None else g
 
-    def forward(self, layer_states: torch.Tensor) -> torch.Tensor:
-        return self.from_features(self.features(layer_states))
-
-    def from_features(self, features: torch.Tensor) -> torch.Tensor:
-        """u from the features g: normalised, scaled by ``scale * gate``."""
-        return self.scale * self.gate * F.normalize(features, dim=-1)
+    def from_features(self, features: torch.Tensor, x_norm: torch.Tensor) -> torch.Tensor:
+        """u from the features g and |x| (batch, 1): unit length, scaled by ``scale * gate * |x|``."""
+        return self.scale * self.gate * unit(features) * x_norm
 
     @property
     def is_open(self) -> bool:
@@ -130,87 +170,72 @@ class LayerBranch(nn.Module):
         self.gate.fill_(1.0)
 
     @torch.no_grad()
+    def close(self) -> None:
+        """Switch u off: the head returns [f(z), 0]."""
+        self.gate.zero_()
+
+    @torch.no_grad()
     def reset_to_identity(self, zeros_=nn.init.zeros_) -> None:
+        """Close the gate, and start the MLP at zero when a closed form carries the initial features."""
         zeros_(self.gate)
+        if self.closed_form is not None and self.net is not None:
+            zeros_(self.net[-1].weight)
+            zeros_(self.net[-1].bias)
+
+    @torch.no_grad()
+    def fit_closed_form(self, mean: torch.Tensor, second: torch.Tensor, x_std: torch.Tensor) -> None:
+        """Set ``closed_form`` from the corpus's moments of v = [x, h_raw] (h_raw: the normalised, concatenated
+        layers, before standardisation): ``mean`` (D,) and ``second`` (D, D), E[v v^T], in float64, and the std of
+        x. pca: the top ``layer_dim`` principal directions of the standardised layers h; residual_pca: the same
+        of r = h - A z_x, A the least-squares map from the standardised x (ridge 1e-3 of the mean variance)."""
+        d = x_std.numel()
+        cov = second - torch.outer(mean, mean)  # (D, D)
+        std = torch.cat([x_std.double(), self.layer_std.double()])
+        corr = cov / torch.outer(std, std)  # the covariance of [z_x, h]
+        c_hh, c_hx, c_xx = corr[d:, d:], corr[d:, :d], corr[:d, :d]
+        if self.closed_form_kind == "residual_pca":
+            ridge = 1e-3 * c_xx.diagonal().mean() * torch.eye(d, dtype=c_xx.dtype)
+            predict = torch.linalg.solve(c_xx + ridge, c_hx.T).T  # A (L*d, d): E[h | z_x] = A z_x
+            c_hh = c_hh - predict @ c_hx.T  # the covariance of the residual r = h - A z_x
+        else:
+            predict = torch.zeros_like(c_hx)
+        evals, evecs = torch.linalg.eigh((c_hh + c_hh.T) / 2)
+        basis = evecs[:, torch.argsort(evals, descending=True)[: self.closed_form.out_features]]  # (L*d, k)
+        if basis.shape[1] < self.closed_form.out_features:
+            raise ValueError(
+                f"layer_dim={self.closed_form.out_features} exceeds the {basis.shape[1]} dimensions of the layers"
+            )
+        weight = torch.cat([basis.T, -basis.T @ predict], dim=1)  # g = P^T (h - A z_x): (k, L*d + d)
+        self.closed_form.weight.copy_(weight.to(self.closed_form.weight.dtype))
+        self.closed_form.bias.zero_()  # h and z_x are centred by the standardisation
 
 
 class SimSkipHead(nn.Module):
-    """Refiner + optional layer branch + projector + the per-dimension statistics of the training data.
+    """The refiner, the optional layer branch and the per-dimension statistics of the training data, plus the
+    training-only parts (``with_training_parts``): the projector and, for a layer-aware head, the decoder that
+    rebuilds the layer branch's input from its features.
 
-    The input ``h`` is the raw embedding x (batch, d), or for a layer-aware head (``n_layers`` > 0) the
-    stack (batch, 1 + n_layers, d) of x and the pooled hidden layers. ``head(h)`` is the training pass:
-    (output, projections). ``head.embed(h)`` is what users get: f(z), or [z, f(z)] with output="concat",
-    or [f(z), u] with layers; optionally L2-normalised (z = x unless standardize_input).
+    ``head(h)`` is the training pass (a :class:`HeadOutput`); ``head.embed(h)`` is what users get: f(z),
+    [z, f(z)] with output="concat", or [f(z), u] with layers; L2-normalised when the config says so
+    (z = x unless standardize_input).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        hidden_dims=None,
-        projector_dim: int | None = None,
-        dropout: float = 0.1,
-        batch_norm: bool = True,
-        use_skip: bool = True,
-        linear_position: str = "residual_branch",
-        residual_scale: float = 1.0,
-        zero_init: bool = True,
-        standardize_input: bool = False,
-        output: str = "refined",
-        normalize_embeddings: bool = False,
-        with_projector: bool = True,
-        n_layers: int = 0,
-        layer_dim: int | None = None,
-        layer_hidden_dim: int = 0,
-        layer_scale: float = 0.7,
-    ):
+    def __init__(self, config, with_training_parts: bool = True):
         super().__init__()
-        self.dim = dim
-        self.n_layers = n_layers
-        self.standardize_input = standardize_input
-        self.output = output
-        self.normalize_embeddings = normalize_embeddings
-        self.refiner = SkipRefiner(dim, hidden_dims, dropout, batch_norm, use_skip, linear_position, residual_scale)
-        self.layer_branch = (
-            LayerBranch(dim, n_layers, layer_dim or dim, layer_hidden_dim, layer_scale) if n_layers else None
-        )
+        self.config = config
+        d = config.embedding_dim
+        self.refiner = SkipRefiner(config)
+        self.layer_branch = LayerBranch(config) if config.layer_aware else None
         # the projector sees what the head learns: f(z) for the paper's head, the whole [f(z), u] otherwise
-        projected = self.output_dim if n_layers else dim
-        projector_dim = dim if projector_dim is None else projector_dim  # 0: NT-Xent on the output itself
-        self.projector = Projector(projected, projector_dim) if with_projector and projector_dim else None
-        # training-only, like the projector: reconstructs the branch's (standardised) input from its features g
-        self.layer_decoder = (
-            nn.Linear(self.layer_branch.net[-1].out_features, n_layers * dim) if with_projector and n_layers else None
-        )
-        self.register_buffer("feature_mean", torch.zeros(dim))
-        self.register_buffer("feature_std", torch.ones(dim))
-        if zero_init:
+        projected = config.output_dim if config.layer_aware else d
+        with_projector = with_training_parts and config.projector_dim
+        self.projector = Projector(projected, config) if with_projector else None
+        with_decoder = with_training_parts and config.layer_aware
+        self.layer_decoder = nn.Linear(config.layer_dim, len(config.layers or ()) * d) if with_decoder else None
+        self.register_buffer("feature_mean", torch.zeros(d))
+        self.register_buffer("feature_std", torch.ones(d))
+        if config.zero_init:
             self.reset_to_identity()
-
-    @classmethod
-    def from_config(cls, config, with_projector: bool = True) -> SimSkipHead:
-        """The head a SimSkipConfig describes (``with_projector=False``: inference only, e.g. the
-        sentence-transformers module)."""
-        c = config
-        layers = getattr(c, "layers", None)
-        return cls(
-            c.embedding_dim,
-            list(c.hidden_dims),
-            c.projector_dim,
-            c.dropout,
-            c.batch_norm,
-            c.use_skip,
-            c.linear_position,
-            c.residual_scale,
-            c.zero_init,
-            c.standardize_input,
-            c.output,
-            c.normalize_embeddings,
-            with_projector,
-            len(layers) if layers else 0,
-            getattr(c, "layer_dim", None),
-            getattr(c, "layer_hidden_dim", 0),
-            getattr(c, "layer_scale", 0.7),
-        )
 
     @torch.no_grad()
     def reset_to_identity(self, zeros_=nn.init.zeros_, eye_=nn.init.eye_) -> None:
@@ -221,15 +246,9 @@ class SimSkipHead(nn.Module):
             self.layer_branch.reset_to_identity(zeros_=zeros_)
 
     @property
-    def output_dim(self) -> int:
-        if self.layer_branch is not None:
-            return self.dim + self.layer_branch.net[-1].out_features
-        return 2 * self.dim if self.output == "concat" else self.dim
-
-    @property
     def input_shape(self) -> tuple[int, ...]:
-        """The shape of one input row: (d,) or (1 + n_layers, d)."""
-        return (1 + self.n_layers, self.dim) if self.n_layers else (self.dim,)
+        """The shape of one input row: (d,) or (1 + L, d)."""
+        return self.config.input_shape
 
     def check_input(self, h) -> None:
         """ValueError unless ``h`` (a tensor, or anything with a ``shape``) holds rows of ``input_shape``."""
@@ -237,64 +256,69 @@ class SimSkipHead(nn.Module):
         if len(h.shape) != 1 + len(want) or tuple(h.shape[1:]) != want:
             shape = "(n, " + ", ".join(str(w) for w in want) + ")"
             hint = (
-                f": row 0 the embedding x, then the {self.n_layers} pooled hidden layers this head reads"
-                if self.n_layers
+                f": row 0 the embedding x, then the {want[0] - 1} pooled hidden layers this head reads"
+                if len(want) == 2
                 else ""
             )
             raise ValueError(f"expected embeddings of shape {shape}{hint}, got {tuple(h.shape)}")
 
-    def split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(x (batch, d), pooled layers (batch, n_layers, d) or None)."""
-        return (h[:, 0], h[:, 1:]) if self.n_layers else (h, None)
-
     @torch.no_grad()
     def fit_statistics(self, h, chunk: int = 8192) -> None:
-        """Store the per-dimension mean and std of the training data (the scale of the views, and the
-        layer branch's standardisation); ``h`` is a tensor or anything with ``len()`` and slicing (a
-        memory-mapped table), read ``chunk`` rows at a time."""
+        """Fit what the head learns from the training data without gradients, in one streamed pass over ``h``
+        (a tensor, or anything with ``len()`` and slicing: a memory-mapped table), ``chunk`` rows at a time:
+        the per-dimension mean and std (the scale of the views, and the layer branch's standardisation) and,
+        with ``layer_closed_form``, the branch's closed-form map (from the second moments of at most
+        ``CLOSED_FORM_MAX_ROWS`` evenly spaced rows)."""
         n = len(h)
-        sums = None
+        if n == 0:
+            raise ValueError("cannot fit statistics on no rows")
+        closed_form = self.layer_branch is not None and self.layer_branch.closed_form is not None
+        stride = max(1, -(-n // CLOSED_FORM_MAX_ROWS)) if closed_form else 1
+        sums, second, rows = None, None, 0
         for start in range(0, n, chunk):
             block = torch.as_tensor(h[start : start + chunk]).float()
             self.check_input(block)
-            x, layer_states = self.split(block)
-            parts = [x] + ([self.layer_branch.inputs_unstandardized(layer_states)] if self.n_layers else [])
-            cols = torch.cat(parts, dim=1)  # (rows, d [+ L * d])
+            x, layer_states = split_inputs(block)
+            parts = [x] + ([self.layer_branch.inputs_unstandardized(layer_states)] if layer_states is not None else [])
+            cols = torch.cat(parts, dim=1)  # v = [x, h_raw]: (rows, d [+ L * d])
             step = torch.stack([cols.sum(0), (cols.double() ** 2).sum(0).float()])
             sums = step if sums is None else sums + step
-        if sums is None:
-            raise ValueError("cannot fit statistics on no rows")
+            if closed_form:
+                picked = cols[(start + torch.arange(len(cols))) % stride == 0]  # evenly spaced rows
+                outer = (picked.T @ picked).double()  # float32 products of one chunk, summed in float64
+                second = outer if second is None else second + outer
+                rows += len(picked)
         mean = sums[0] / n
         std = (sums[1] / n - mean.double() ** 2).clamp_min(0).sqrt().float().clamp_min(1e-8)
-        self.feature_mean.copy_(mean[: self.dim])
-        self.feature_std.copy_(std[: self.dim])
+        d = self.config.embedding_dim
+        self.feature_mean.copy_(mean[:d])
+        self.feature_std.copy_(std[:d])
         if self.layer_branch is not None:
-            self.layer_branch.layer_mean.copy_(mean[self.dim :])
-            self.layer_branch.layer_std.copy_(std[self.dim :].clamp_min(1e-6))
+            self.layer_branch.layer_mean.copy_(mean[d:])
+            self.layer_branch.layer_std.copy_(std[d:].clamp_min(1e-6))
+        if closed_form:
+            self.layer_branch.fit_closed_form(mean.double(), second / rows, self.feature_std)
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        """The refiner's input: z = (x - mean) / std with the stored statistics, or x itself."""
-        if not self.standardize_input:
-            return x
+        """(x - mean) / std with the stored statistics of the training data."""
         return (x - self.feature_mean.to(x.dtype)) / self.feature_std.to(x.dtype)
 
     def _output(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(unnormalised output, f(z), the layer branch's features g or None)."""
-        x, layer_states = self.split(h)
-        z = self.standardize(x)
+        x, layer_states = split_inputs(h)
+        z = self.standardize(x) if self.config.standardize_input else x
         refined = self.refiner(z)
         if self.layer_branch is not None:
-            features = self.layer_branch.features(layer_states)  # computed once, for the output and the losses
+            features = self.layer_branch.features(layer_states, self.standardize(x.float()))  # once per pass
             # u is scaled by |x| per row, so that its share of every cosine is `scale` whatever x's norm
-            u = self.layer_branch.from_features(features) * x.float().norm(dim=-1, keepdim=True)
+            u = self.layer_branch.from_features(features, row_norm(x))
             return torch.cat([refined, u.to(refined.dtype)], dim=-1), refined, features
-        return (torch.cat([z, refined], dim=-1) if self.output == "concat" else refined), refined, None
+        return (torch.cat([z, refined], dim=-1) if self.config.output == "concat" else refined), refined, None
 
-    def forward(self, h: torch.Tensor, return_layer_features: bool = False) -> tuple:
-        """(output, projections): the unnormalised output (batch, output_dim) and the projector's view of
-        what the head learns (f(z) for the paper's head, the whole output with layers), or None.
-        ``return_layer_features`` (layer-aware heads) adds the layer branch's features g (batch, layer_dim)
-        and the decoder's reconstruction of the branch's input from them (or None without a decoder)."""
+    def forward(self, h: torch.Tensor, return_projections: bool = True, return_layer_features: bool = False):
+        """The training pass on raw inputs ``h`` -> :class:`HeadOutput`. The projector sees f(z) for the paper's
+        head and the whole output with layers; ``return_layer_features`` (layer-aware heads) adds g and the
+        decoder's reconstruction (None without a decoder)."""
         if self.training and h.shape[0] < 2 and any(isinstance(m, nn.BatchNorm1d) for m in self.modules()):
             raise ValueError(
                 f"BatchNorm needs a batch of at least 2 rows in training mode, got {h.shape[0]}; "
@@ -302,91 +326,21 @@ class SimSkipHead(nn.Module):
             )
         self.check_input(h)
         out, refined, features = self._output(h)
-        projected = out if self.n_layers else refined
-        projections = self.projector(projected) if self.projector is not None else None
+        projected = out if self.layer_branch is not None else refined
+        projections = self.projector(projected) if return_projections and self.projector is not None else None
         if not return_layer_features:
-            return out, projections
+            return HeadOutput(out, projections)
         if self.layer_branch is None:
             raise ValueError("return_layer_features needs a layer-aware head (config.layers)")
         decoded = self.layer_decoder(features) if self.layer_decoder is not None else None
-        return out, projections, features, decoded
+        return HeadOutput(out, projections, features, decoded)
 
     def embed(self, h: torch.Tensor, normalize: bool | None = None) -> torch.Tensor:
-        """The refined embedding of a raw input (see the class) -> (batch, output_dim), L2-normalised when
-        ``normalize`` (default: normalize_embeddings)."""
+        """The refined embedding of a raw input -> (batch, output_dim), L2-normalised when ``normalize``
+        (default: the config's normalize_embeddings)."""
         out = self._output(h)[0]
-        normalize = self.normalize_embeddings if normalize is None else normalize
-        return F.normalize(out, dim=-1) if normalize else out
+        normalize = self.config.normalize_embeddings if normalize is None else normalize
+        return unit(out).to(out.dtype) if normalize else out
 
 
-def contrastive_loss(
-    head,
-    h: torch.Tensor,
-    views: ViewArguments,
-    generator: torch.Generator | None = None,
-    partner: torch.Tensor | None = None,
-    group=None,
-    geometry_weight: float = 0.0,
-    contrastive_weight: float = 1.0,
-    distillation_weight: float = 0.0,
-    reconstruction_weight: float = 0.0,
-    distillation_temperature: float = 0.05,
-) -> torch.Tensor:
-    """The head's training loss on a batch ``h`` of raw inputs, a weighted sum of:
-
-    - NT-Xent (``contrastive_weight``) between the projections (or, without a projector, the outputs) of
-      two views of each row: two augmentations, or one of ``h`` and one of its ``partner`` row (a
-      neighbour or a dropout embedding of the same sentence); the augmentations change the embedding x
-      (row 0 of a layer stack). Negatives come from every process of ``group`` (gathered with gradients).
-    - :func:`geometry_loss` (``geometry_weight``) of the outputs against x;
-    - for a layer-aware head, :func:`distillation_loss` of the layer features g against x
-      (``distillation_weight``, per process) and the mean squared error of the decoder's reconstruction
-      of the branch's standardised input from g (``reconstruction_weight``): g learns the backbone's
-      neighbourhoods and keeps the layers' information.
-
-    ``head`` may be wrapped (DDP): the forward goes through it, so hooks and autocast apply."""
-    module = getattr(head, "module", head)
-    module.check_input(h)
-    layer_terms = bool(module.n_layers) and bool(distillation_weight or reconstruction_weight)
-    if not (contrastive_weight or geometry_weight or layer_terms):
-        raise ValueError(
-            "every loss weight is 0: set contrastive_weight or geometry_weight > 0 (or, for a layer-aware "
-            "head, distillation_weight or reconstruction_weight)"
-        )
-    n = h.shape[0]
-    if contrastive_weight:
-        stats = (generator, module.feature_mean, module.feature_std)
-        v1, v2 = _view(module, h, views, stats), _view(module, h if partner is None else partner, views, stats)
-        batch = torch.cat([v1, v2], dim=0)  # one pass over the 2N views: BatchNorm sees all of them
-    else:
-        batch = h  # the other terms read the rows themselves
-    if layer_terms:
-        out, proj, features, decoded = head(batch, return_layer_features=True)
-    else:
-        out, proj = head(batch)
-    x = module.split(h)[0]
-    loss = out.new_zeros((), dtype=torch.float32)
-    if contrastive_weight:
-        if proj is None and module.n_layers == 0:
-            raise ValueError("this head was built without its projector (inference only); it cannot be trained")
-        pairs = out if proj is None else proj
-        loss = loss + contrastive_weight * nt_xent_loss(pairs[:n], pairs[n:], views.temperature, group=group)
-    if geometry_weight:
-        loss = loss + geometry_weight * geometry_loss(out[:n], x)
-    if layer_terms and distillation_weight:
-        loss = loss + distillation_weight * distillation_loss(features[:n], x, distillation_temperature)
-    if layer_terms and reconstruction_weight:
-        if decoded is None:
-            raise ValueError("this head was built without its decoder (inference only); it cannot be trained")
-        target = module.layer_branch.inputs(module.split(h)[1])
-        with torch.autocast(device_type=decoded.device.type, enabled=False):
-            loss = loss + reconstruction_weight * F.mse_loss(decoded[:n].float(), target.float())
-    return loss
-
-
-def _view(module, h, views, stats):
-    if views.augmentation == "none":
-        return h
-    if not module.n_layers:
-        return make_view(h, views, *stats)
-    return torch.cat([make_view(h[:, 0], views, *stats).unsqueeze(1), h[:, 1:]], dim=1)
+__all__ = ["SimSkipHead", "HeadOutput", "LayerBranch", "SkipRefiner", "Projector", "split_inputs", "unit", "row_norm"]

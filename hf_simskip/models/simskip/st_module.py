@@ -31,7 +31,7 @@ class SimSkipModule(Module):
         self.head_config = dict(head_config)
         config = SimSkipConfig(**head_config)
         self.layers, self.layer_pooling = config.layers, config.layer_pooling
-        self.head = SimSkipHead.from_config(config, with_projector=False)
+        self.head = SimSkipHead(config, with_training_parts=False)
 
     @classmethod
     def from_config(cls, config: SimSkipConfig) -> SimSkipModule:
@@ -49,16 +49,17 @@ class SimSkipModule(Module):
                 )
             pooled = pool_layers(self.layer_pooling, hidden, features["attention_mask"], self.layers)  # (b, L, d)
             x = torch.cat([x.unsqueeze(1), pooled.to(x.dtype)], dim=1)  # (batch, 1 + L, d)
-        if x.shape[-1] != self.head.dim:
+        if x.shape[-1] != self.head.config.embedding_dim:
             raise ValueError(
-                f"SimSkipModule expects sentence embeddings of width {self.head.dim}, got {tuple(x.shape)}"
+                f"SimSkipModule expects sentence embeddings of width {self.head.config.embedding_dim}, got "
+                f"{tuple(x.shape)}"
             )
         # normalisation is a separate Normalize module in the pipeline, as in sentence-transformers
         features["sentence_embedding"] = self.head.embed(x, normalize=False)  # (batch, output_dim)
         return features
 
     def get_sentence_embedding_dimension(self) -> int:
-        return self.head.output_dim
+        return self.head.config.output_dim
 
     def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
         self.save_config(output_path)
