@@ -96,7 +96,7 @@ build_embedding_cache(model, tiny_sentences(20), {str(tmp_path)!r}, batch_size=4
     assert clear_caches(tmp_path) == [str(leftovers[0])] and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("damage", ["truncated", "zeroed", "no_meta", "missing_shard"])
+@pytest.mark.parametrize("damage", ["truncated", "zeroed", "no_meta", "meta_fields", "missing_shard"])
 def test_a_damaged_cache_is_a_one_line_error_naming_the_folder_to_delete(tiny_backbone, tmp_path, damage):
     model = mean_model(tiny_backbone)
     sentences = tiny_sentences(12)
@@ -109,6 +109,8 @@ def test_a_damaged_cache_is_a_one_line_error_naming_the_folder_to_delete(tiny_ba
         shard.write_bytes(bytes(shard.stat().st_size))
     elif damage == "no_meta":
         (folder / "simskip_cache.json").unlink()
+    elif damage == "meta_fields":
+        (folder / "simskip_cache.json").write_text('{"format": 3, "rows": 12, "shape": [12, 32]}')
     else:
         shard.unlink()
     with pytest.raises(ValueError, match="delete the folder") as err:

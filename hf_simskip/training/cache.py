@@ -189,7 +189,9 @@ def _read_meta(path: Path) -> dict:
         fields = (int(meta["rows"]), [int(s) for s in meta["shape"]], CACHE_DTYPES.index(meta["dtype"]))
         shards = [(str(s["file"]), int(s["rows"]), int(s["bytes"])) for s in meta["shards"]]
     except (KeyError, TypeError, ValueError) as err:
-        raise _damaged(path, f"{META_FILE} has no valid rows, shape, dtype and shards: {type(err).__name__} {err}") from None
+        raise _damaged(
+            path, f"{META_FILE} has no valid rows, shape, dtype and shards: {type(err).__name__} {err}"
+        ) from None
     if fields[1][0] != fields[0] or sum(rows for _, rows, _ in shards) != fields[0]:
         raise _damaged(path, f"{META_FILE} counts {fields[0]} rows, its shape and shards do not")
     return meta
