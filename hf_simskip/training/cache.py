@@ -115,11 +115,17 @@ class FeatureTable:
         n, row = int(self.meta["rows"]), tuple(int(s) for s in self.meta["shape"][1:])
         self.shape = (n, *row)
         self.dtype = self.meta["dtype"]
-        self._chunks, sizes = [], []  # numpy views (rows, *row) of the record batches, in storage order
+        self._stored = np.dtype(self.dtype)
+        self._row_bytes = math.prod(row) * self._stored.itemsize
+        # every shard file as bytes, and as overlapping rows of _row_bytes starting at each byte (a view): a
+        # row anywhere in the file is then one fancy index, so a batch is gathered without a loop over chunks
+        self._files, self._rows_at = [], []
+        chunk_file, chunk_offset, sizes = [], [], []  # per record batch: its shard, its rows' byte offset
         where = np.full(n, -1, dtype=np.int64)  # input row -> storage row
         stored = 0
         for shard in self.meta["shards"]:
-            table = _open_shard(self.path, shard, row, self.dtype)
+            table, data = _open_shard(self.path, shard, row, self.dtype)
+            whole = np.frombuffer(data, dtype=np.uint8)
             for feats, pos in zip(table.column("features").chunks, table.column("position").chunks):
                 if not len(feats):
                     continue
@@ -127,13 +133,23 @@ class FeatureTable:
                 if positions.min() < 0 or positions.max() >= n:
                     raise _damaged(self.path, f"{shard['file']} holds row positions outside 0..{n - 1}")
                 where[positions] = np.arange(stored, stored + len(feats))
-                self._chunks.append(feats.flatten().to_numpy(zero_copy_only=True).reshape(len(feats), *row))
+                values = feats.flatten().to_numpy(zero_copy_only=True)
+                offset = values.ctypes.data - whole.ctypes.data
+                if offset < 0 or offset + values.nbytes > whole.nbytes or values.nbytes != len(feats) * self._row_bytes:
+                    raise _damaged(self.path, f"{shard['file']} has a record batch outside the file")
+                chunk_file.append(len(self._files))
+                chunk_offset.append(offset)
                 sizes.append(len(feats))
                 stored += len(feats)
+            self._files.append(whole)
+            shape = (max(len(whole) - self._row_bytes + 1, 0), self._row_bytes)
+            self._rows_at.append(np.lib.stride_tricks.as_strided(whole, shape, (1, 1), writeable=False))
         if stored != n or (where < 0).any():
             raise _damaged(self.path, f"the shards hold {stored} rows for {n} positions, not each row once")
         self._where = where
         self._starts = np.cumsum([0] + sizes)
+        self._chunk_file = np.asarray(chunk_file, dtype=np.int64)
+        self._chunk_offset = np.asarray(chunk_offset, dtype=np.int64)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -151,16 +167,16 @@ class FeatureTable:
         index = index.astype(np.int64, copy=False)
         if index.size and (index.min() < -len(self) or index.max() >= len(self)):
             raise IndexError(f"row index out of range for a table of {len(self)} rows")
-        flat = np.where(index < 0, index + len(self), index).reshape(-1)
-        rows = self._where[flat]  # storage rows
-        which = np.searchsorted(self._starts, rows, side="right") - 1  # the record batch of every row
-        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
-        order = np.argsort(which, kind="stable")
-        for group in np.split(order, np.flatnonzero(np.diff(which[order])) + 1):
-            if group.size:
-                c = which[group[0]]
-                out[group] = self._chunks[c][rows[group] - self._starts[c]]
-        return torch.from_numpy(out.reshape(*index.shape, *self.shape[1:]))
+        rows = self._where[np.where(index < 0, index + len(self), index).reshape(-1)]  # storage rows
+        chunk = np.searchsorted(self._starts, rows, side="right") - 1  # the record batch of every row
+        at = self._chunk_offset[chunk] + (rows - self._starts[chunk]) * self._row_bytes  # byte offset in its file
+        raw = np.empty((len(rows), self._row_bytes), dtype=np.uint8)
+        files = self._chunk_file[chunk]
+        for f in np.unique(files):  # one gather per shard file
+            mine = files == f
+            raw[mine] = self._rows_at[f][at[mine]]
+        out = raw.view(self._stored).astype(np.float32).reshape(*index.shape, *self.shape[1:])
+        return torch.from_numpy(out)
 
     def __repr__(self) -> str:
         return f"FeatureTable(shape={self.shape}, dtype={self.dtype}, path={str(self.path)!r})"
@@ -197,14 +213,16 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
-def _open_shard(path: Path, shard: dict, row: tuple[int, ...], dtype: str) -> pa.Table:
-    """One shard's Arrow stream, memory-mapped; its size, rows and schema checked against the meta."""
+def _open_shard(path: Path, shard: dict, row: tuple[int, ...], dtype: str) -> tuple[pa.Table, pa.Buffer]:
+    """One shard's Arrow stream, memory-mapped, and the mapped bytes its buffers point into; its size, rows and
+    schema checked against the meta."""
     file = path / shard["file"]
     try:
         size = file.stat().st_size
         if size != shard["bytes"]:
             raise _damaged(path, f"{shard['file']} has {size} bytes, expected {shard['bytes']}")
-        table = pa.ipc.open_stream(pa.memory_map(str(file), "r")).read_all()
+        data = pa.memory_map(str(file), "r").read_buffer()  # zero copy: the mapped file
+        table = pa.ipc.open_stream(data).read_all()  # its buffers are slices of data
     except FileNotFoundError:
         raise _damaged(path, f"{shard['file']} is missing") from None
     except (pa.ArrowException, OSError) as err:
@@ -212,7 +230,7 @@ def _open_shard(path: Path, shard: dict, row: tuple[int, ...], dtype: str) -> pa
     want = pa.list_(pa.from_numpy_dtype(np.dtype(dtype)), math.prod(row))
     if table.num_rows != shard["rows"] or table.schema.field("features").type != want:
         raise _damaged(path, f"{shard['file']} holds {table.num_rows} rows of {table.schema.field('features').type}")
-    return table
+    return table, data
 
 
 # --- the key ----------------------------------------------------------------------------------------
