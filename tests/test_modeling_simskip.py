@@ -1,4 +1,5 @@
-"""SimSkipModel (models/simskip/modeling_simskip.py): parity, persistence, remote code, bad input."""
+"""SimSkipModel (models/simskip/modeling_simskip.py): parity, persistence, remote code. Bad input, incomplete folders
+and bad backbones: test_faults_loading.py."""
 
 import json
 import os
@@ -72,8 +73,10 @@ def test_save_load_round_trip(tiny_model, tmp_path):
         "losses.py",
         "augmentations.py",
         "pooling.py",
+        "st_module.py",  # sentence-transformers' input module: the same folder loads with SentenceTransformer
+        "modules.json",
+        "config_sentence_transformers.json",
     } <= files
-    assert "st_module.py" not in files  # it imports sentence-transformers: it travels only with ST exports
     assert not any(f.endswith(".bin") for f in files)
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["auto_map"]["AutoModel"] == "modeling_simskip.SimSkipModel"
@@ -214,28 +217,6 @@ def test_encode_edge_cases(tiny_model):
     np.testing.assert_allclose(tiny_model.encode(SENTENCES[:5]), one_by_one, atol=1e-5)
 
 
-def test_encode_and_refine_reject_bad_input(tiny_model):
-    with pytest.raises(TypeError, match=r"sentences\[2\] must be a str, got int"):
-        tiny_model.encode(["a", "b", 3])
-    with pytest.raises(ValueError, match=r"shape \(n, 32\) for this head, got \(3, 31\)"):
-        tiny_model.refine(np.zeros((3, 31)))
-    bad = np.zeros((4, 32))
-    bad[2, 5] = np.nan
-    with pytest.raises(ValueError, match=r"NaN or Inf in 1 row\(s\), first: \[2\]"):
-        tiny_model.refine(bad)
-    with pytest.raises(ValueError, match="shape"):
-        tiny_model.refine(np.zeros(32))
-
-
-def test_backbone_errors_are_clear(tiny_backbone):
-    with pytest.raises(ValueError, match="pooling must be given"):
-        SimSkipModel.from_encoder_pretrained(tiny_backbone)
-    with pytest.raises(ValueError, match="pooling must be one of"):
-        SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="avg")
-    with pytest.raises(ValueError, match="does not fit the backbone, whose hidden_size is 32"):
-        SimSkipModel.from_encoder_pretrained(tiny_backbone, pooling="mean", embedding_dim=64, hidden_dims=[32, 64])
-
-
 def test_sentence_transformers_folder_settings_are_read(tiny_backbone, tmp_path):
     from sentence_transformers import SentenceTransformer, models
 
@@ -304,3 +285,71 @@ def test_legacy_folder_loads_through_remote_code_without_the_package(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "LEGACY_REMOTE_OK" in res.stdout
+
+
+# --- encode as a drop-in for SentenceTransformer.encode (issue 21, item 10) --------------------------
+@pytest.fixture()
+def layered_model(tiny_backbone):
+    from utils import tiny_simskip
+
+    return tiny_simskip(tiny_backbone, encoder_normalize=True)  # hidden states 0, 1 besides x: (n, 64)
+
+
+def test_encode_takes_sentence_transformers_arguments(layered_model, tmp_path):
+    """convert_to_tensor, precision, truncate_dim, prompt, similarity() and get_sentence_embedding_dimension()
+    give what SentenceTransformer gives on the same saved folder."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    model = layered_model
+    model.save_pretrained(tmp_path / "m")
+    st = SentenceTransformer(str(tmp_path / "m"), trust_remote_code=True, device="cpu")
+    ours = model.encode(SENTENCES)
+    assert model.get_sentence_embedding_dimension() == model.get_embedding_dimension() == 64
+    assert st.get_embedding_dimension() == 64
+    np.testing.assert_allclose(ours, st.encode(SENTENCES), atol=1e-5)
+    as_tensor = model.encode(SENTENCES, convert_to_tensor=True)
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.shape == (len(SENTENCES), 64)
+    assert isinstance(model.encode(SENTENCES[0], convert_to_tensor=True), torch.Tensor)
+    for precision in ("int8", "uint8", "binary", "ubinary"):
+        got = model.encode(SENTENCES, precision=precision)
+        want = quantize_embeddings(ours, precision=precision)
+        assert got.dtype == want.dtype and got.shape == want.shape, precision
+        np.testing.assert_array_equal(got, want, err_msg=precision)
+    assert model.encode(SENTENCES, precision="float32").dtype == np.float32
+    # truncate_dim cuts first, then normalize_embeddings=True normalises, as sentence-transformers does
+    for ours_normalize, theirs_normalize in ((None, False), (True, True)):  # None: the model's own Normalize
+        cut = model.encode(SENTENCES, truncate_dim=32, normalize_embeddings=ours_normalize)
+        theirs = st.encode(SENTENCES, truncate_dim=32, normalize_embeddings=theirs_normalize)
+        assert cut.shape == (len(SENTENCES), 32)
+        np.testing.assert_allclose(cut, theirs, atol=1e-5)
+    np.testing.assert_allclose(model.encode(SENTENCES, truncate_dim=32), ours[:, :32], atol=1e-6)
+    odd = model.encode(SENTENCES, truncate_dim=13, precision="ubinary")  # 13 bits: 2 bytes, zero-padded
+    np.testing.assert_array_equal(odd, quantize_embeddings(ours[:, :13], precision="ubinary"))
+    prompted = model.encode(SENTENCES, prompt="query: ")
+    np.testing.assert_allclose(prompted, model.encode(["query: " + s for s in SENTENCES]), atol=1e-6)
+    np.testing.assert_allclose(prompted, st.encode(SENTENCES, prompt="query: "), atol=1e-5)
+    assert not np.allclose(prompted, ours, atol=1e-3)
+    a, b = ours[:4], ours[4:9]
+    torch.testing.assert_close(model.similarity(a, b), st.similarity(a, b))
+    torch.testing.assert_close(model.similarity(a[0], torch.from_numpy(b)), st.similarity(a[0], b))
+    for name in ("dot", "euclidean", "manhattan"):
+        model.similarity_fn_name = st.similarity_fn_name = name
+        torch.testing.assert_close(model.similarity(a, b), st.similarity(a, b), msg=name)
+
+
+def test_encode_arguments_are_checked(layered_model):
+    with pytest.raises(ValueError, match=r"precision must be one of \['float32', 'int8'"):
+        layered_model.encode(SENTENCES, precision="float16")
+    for bad in (0, 65, 2.0, True):
+        with pytest.raises(ValueError, match=r"truncate_dim must be None or an int in \[1, 64\]"):
+            layered_model.encode(SENTENCES, truncate_dim=bad)
+    with pytest.raises(ValueError, match="needs at least 2 of them, got 1"):
+        layered_model.encode("one sentence", precision="int8")
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        layered_model.encode(SENTENCES, prompt=3)
+    with pytest.raises(TypeError, match=r"sentences\[1\] must be a str"):
+        layered_model.encode(["a", None], prompt="query: ")
+    with pytest.raises(ValueError, match="same width"):
+        layered_model.similarity(np.zeros((2, 4)), np.zeros((2, 5)))
+    assert layered_model.encode([], precision="binary").shape == (0, 8)

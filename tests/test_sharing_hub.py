@@ -31,6 +31,10 @@ MODEL_FILES = {
     "tokenizer.json",
     "tokenizer_config.json",
     "README.md",
+    # sentence-transformers' view of the same folder: SentenceTransformer(repo, trust_remote_code=True) loads it
+    "st_module.py",
+    "modules.json",
+    "config_sentence_transformers.json",
 }
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -180,7 +184,7 @@ def test_push_after_the_training_recipe_layout(fake_hub, tiny_backbone, tmp_path
     files = fake_hub.commits[0]["files"]
     assert set(files) == MODEL_FILES | {"eval_results.json", "corpus.json", "training_config.yaml"}
     card = ModelCard(files["README.md"].decode())
-    assert "| `num_train_epochs` | `3` |" in card.text and "| `sentences` | `1234` |" in card.text
+    assert "| epochs | 3 |" in card.text and "sentences 1234" in card.text
     assert card.data.eval_results is not None
 
     (tmp_path / "out" / "final" / "eval_results.json").write_text("{broken")

@@ -1,4 +1,5 @@
-"""sentence-transformers export: SentenceTransformer(folder) encodes exactly like SimSkipModel.encode."""
+"""sentence-transformers: a folder saved by SimSkipModel.save_pretrained is also a SentenceTransformer folder
+(st_module.SimSkipTransformer), and the export (Transformer + Pooling + SimSkipModule) encodes like encode()."""
 
 import json
 import os
@@ -14,6 +15,110 @@ from hf_simskip.cli import main as cli_main
 from hf_simskip.sharing.st_export import save_sentence_transformers
 
 from utils import SENTENCES, WITHOUT_HF_SIMSKIP, head_only, tiny_simskip
+
+ST_FILES = {"modules.json", "config_sentence_transformers.json", "st_module.py"}
+
+
+# --- one folder, both loaders (issue 21, items 2 and 9) ----------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # the layer-aware default: x and hidden states 0, 1
+        {"layers": None, "encoder_normalize": True, "normalize_embeddings": True},
+        {"layers": None, "standardize_input": True, "output": "concat"},
+    ],
+)
+def test_a_saved_model_folder_is_a_sentence_transformers_folder(tiny_backbone, tmp_path, kwargs):
+    model = tiny_simskip(tiny_backbone, **kwargs)
+    model.save_pretrained(tmp_path / "m")
+    assert ST_FILES <= set(os.listdir(tmp_path / "m"))
+    assert json.loads((tmp_path / "m" / "modules.json").read_text()) == [
+        {"idx": 0, "name": "0", "path": "", "type": "st_module.SimSkipTransformer"}
+    ]
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        SentenceTransformer(str(tmp_path / "m"), device="cpu")
+    st = SentenceTransformer(str(tmp_path / "m"), trust_remote_code=True, device="cpu")
+    assert st.max_seq_length == model.config.max_seq_length
+    assert st.get_embedding_dimension() == model.config.output_dim
+    ours = model.encode(SENTENCES, batch_size=5)
+    np.testing.assert_allclose(st.encode(SENTENCES, batch_size=5), ours, atol=1e-5)
+    # sentence-transformers' own save of it loads again, in both loaders
+    st.save(str(tmp_path / "again"))
+    again = SentenceTransformer(str(tmp_path / "again"), trust_remote_code=True, device="cpu")
+    np.testing.assert_allclose(again.encode(SENTENCES), ours, atol=1e-5)
+    from transformers import AutoModel
+
+    np.testing.assert_allclose(AutoModel.from_pretrained(tmp_path / "again").encode(SENTENCES), ours, atol=1e-5)
+
+
+def test_a_head_only_folder_has_no_sentence_transformers_files(tmp_path):
+    head_only(16).save_pretrained(tmp_path / "h")
+    assert not ST_FILES & set(os.listdir(tmp_path / "h"))
+
+
+def test_saved_config_holds_no_local_backbone_path(tiny_backbone, tmp_path):
+    model = tiny_simskip(tiny_backbone)
+    model.save_pretrained(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["encoder_config"]["_name_or_path"] == ""  # was the backbone's local folder
+    assert model.config.encoder_config._name_or_path == tiny_backbone  # the model in memory keeps it
+    model.config.encoder_name_or_path = "sentence-transformers/all-MiniLM-L6-v2"
+    model.save_pretrained(tmp_path / "hub")
+    saved = json.loads((tmp_path / "hub" / "config.json").read_text())
+    assert saved["encoder_config"]["_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_one_folder_loads_in_both_without_hf_simskip_and_without_a_prompt(tiny_backbone, tmp_path):
+    """A fresh process where hf_simskip cannot be imported, stdin closed: AutoModel and SentenceTransformer load
+    the same folder with trust_remote_code=True, ask nothing ("[y/N]" was asked for the tokenizer) and give
+    equal embeddings."""
+    model = tiny_simskip(tiny_backbone)
+    model.save_pretrained(tmp_path / "m")
+    np.save(tmp_path / "ref.npy", model.encode(SENTENCES))
+    script = WITHOUT_HF_SIMSKIP + textwrap.dedent("""
+        import numpy as np
+        from sentence_transformers import SentenceTransformer
+        from transformers import AutoModel
+        folder, ref = sys.argv[1], np.load(sys.argv[2])
+        auto = AutoModel.from_pretrained(folder, trust_remote_code=True)
+        assert type(auto).__module__.startswith("transformers_modules"), type(auto).__module__
+        np.testing.assert_allclose(auto.encode(sys.argv[3:]), ref, atol=1e-6)
+        st = SentenceTransformer(folder, trust_remote_code=True, device="cpu")
+        assert type(st[0]).__module__.startswith("transformers_modules"), type(st[0]).__module__
+        np.testing.assert_allclose(st.encode(sys.argv[3:]), auto.encode(sys.argv[3:]), atol=1e-5)
+        print("BOTH_OK")
+    """)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    res = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "m"), str(tmp_path / "ref.npy"), *SENTENCES],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "BOTH_OK" in res.stdout
+    assert "[y/N]" not in res.stdout + res.stderr and "Do you wish to run the custom code" not in res.stderr
+
+
+@pytest.mark.slow  # loads the real 22M-parameter backbone three times
+def test_packaged_minilm_folder_loads_in_both(tmp_path):
+    from transformers import AutoModel
+
+    from hf_simskip import SimSkipModel
+
+    from utils import perturb
+
+    model = perturb(SimSkipModel.from_encoder_pretrained())
+    model.save_pretrained(tmp_path / "m")
+    ours = model.encode(SENTENCES)
+    auto = AutoModel.from_pretrained(tmp_path / "m", trust_remote_code=True)
+    st = SentenceTransformer(str(tmp_path / "m"), trust_remote_code=True, device="cpu")
+    np.testing.assert_allclose(auto.encode(SENTENCES), ours, atol=1e-6)
+    np.testing.assert_allclose(st.encode(SENTENCES), ours, atol=1e-5)
+    assert st.get_embedding_dimension() == 768
 
 
 @pytest.mark.parametrize(
@@ -37,7 +142,7 @@ def test_sentence_transformers_parity(tiny_backbone, tmp_path, kwargs, types):
     modules = json.loads((folder / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == types
     assert [m["type"] for m in modules if m["type"].endswith("SimSkipModule")] == ["st_module.SimSkipModule"]
-    assert {"st_module.py", "configuration_simskip.py", "head.py", "augmentations.py", "losses.py"} <= set(
+    assert {"st_module.py", "modeling_simskip.py", "configuration_simskip.py", "head.py", "losses.py"} <= set(
         os.listdir(folder)
     )
     st = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu")

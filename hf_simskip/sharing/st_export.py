@@ -26,9 +26,17 @@ ST_POOLING = {
     "mean_sqrt_len": "mean_sqrt_len_tokens",
     "last": "lasttoken",
 }
-CODE_FILES = ("st_module.py", "configuration_simskip.py", "head.py", "augmentations.py", "losses.py", "pooling.py")
 MODEL_CODE = Path(__file__).resolve().parent.parent / "models" / "simskip"
 MODULE_TYPE = "st_module.SimSkipModule"
+
+
+def code_files() -> list[str]:
+    """st_module.py and the files it imports (relatively, recursively): what sentence-transformers' dynamic
+    loader fetches beside modules.json."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    module = MODEL_CODE / "st_module.py"
+    return [module.name, *sorted(Path(f).name for f in get_relative_import_files(str(module)))]
 
 
 def simskip_module(model):
@@ -86,7 +94,7 @@ def save_sentence_transformers(model, folder) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         st = build_sentence_transformer(model, Path(tmp) / "backbone")
         st.save(str(folder))
-    for name in CODE_FILES:
+    for name in code_files():
         shutil.copyfile(MODEL_CODE / name, folder / name)
     modules_file = folder / "modules.json"
     modules = json.loads(modules_file.read_text(encoding="utf-8"))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -23,13 +25,19 @@ from transformers.utils import ModelOutput, cached_file
 from transformers.utils.logging import tqdm
 
 from .configuration_simskip import SimSkipConfig
-from .head import LayerBranch, SimSkipHead
+from .head import LayerBranch, SimSkipHead, unit
 from .losses import ObjectiveArguments, SimSkipObjective
 from .pooling import local_fetch, pool, pool_layers, read_sentence_transformers
 
 logger = logging.getLogger(__name__)
 PACKAGED_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 LEGACY_KEYS = {r"^head\.encoder\.": "head.refiner."}  # weight names of folders saved by hf_simskip <= 0.1.0
+# sentence-transformers' view of a saved folder: this input module, shipped beside the weights (see
+# write_sentence_transformers_files)
+ST_MODULE_FILE = "st_module.py"
+ST_MODULE_CLASS = "st_module.SimSkipTransformer"
+PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")  # encode(precision=...), as sentence-transformers
+SIMILARITY_FUNCTIONS = ("cosine", "dot", "euclidean", "manhattan")  # similarity(), as sentence-transformers
 
 
 @dataclass
@@ -69,6 +77,7 @@ class SimSkipModel(PreTrainedModel):
     # copy the Hub serves next to the weights has none and behaves as a plain transformers model.
     save_hooks: list = []
     push_hook = None
+    similarity_fn_name = "cosine"  # what similarity() computes, one of SIMILARITY_FUNCTIONS
 
     def __init__(self, config: SimSkipConfig, encoder: PreTrainedModel | None = None):
         # PreTrainedModel.__init__ resets the sub-config's attention implementation; keep the backbone's
@@ -193,23 +202,80 @@ class SimSkipModel(PreTrainedModel):
         convert_to_numpy: bool = True,
         show_progress_bar: bool | None = None,
         device=None,
+        *,
+        convert_to_tensor: bool = False,
+        precision: str = "float32",
+        truncate_dim: int | None = None,
+        prompt: str | None = None,
     ):
         """Text -> refined embeddings (n, output_dim), like `SentenceTransformer.encode`: sorted by length
-        for speed, original order restored, eval mode, inference_mode. A single string gives (output_dim,)."""
+        for speed, original order restored, eval mode, inference_mode. A single string gives (output_dim,).
+
+        ``normalize_embeddings``: None applies the config's normalize_embeddings (what sentence-transformers'
+        default False gives: the model's own Normalize stays), True normalises, False also turns the config's off.
+        ``convert_to_tensor`` (or ``convert_to_numpy=False``): one tensor on the model's device instead of a
+        numpy array. ``prompt``: a string put before every sentence (e.g. "query: "). ``truncate_dim``: keep the
+        first columns only (for a layer-aware head, ``embedding_dim`` keeps f(x) and drops the layer part u);
+        normalisation asked for with ``normalize_embeddings=True`` comes after the cut, as in
+        sentence-transformers. ``precision``: float32, or int8 / uint8 (each column's range over these
+        embeddings in 256 buckets) / binary / ubinary (the signs packed 8 to a byte), the values
+        ``sentence_transformers.quantization.quantize_embeddings`` gives."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        width = self.config.output_dim
+        if truncate_dim is not None and (
+            not isinstance(truncate_dim, int) or isinstance(truncate_dim, bool) or not 1 <= truncate_dim <= width
+        ):
+            raise ValueError(
+                f"truncate_dim must be None or an int in [1, {width}] (the output width), got {truncate_dim!r}"
+            )
         single = isinstance(sentences, str)
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str or None, got {type(prompt).__name__}")
+        sentences = [(prompt or "") + s for s in _check_sentences(sentences)]  # a str: one sentence, not its characters
         if show_progress_bar is None:
             show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+
+        def rows(x):
+            if truncate_dim is None:
+                return self.head.embed(x, normalize_embeddings)
+            # the config's normalisation belongs to the model (a Normalize module in sentence-transformers);
+            # the one asked for here comes after the cut
+            out = self.head.embed(x, None if normalize_embeddings is None else False)[:, :truncate_dim]
+            return unit(out).to(out.dtype) if normalize_embeddings else out
+
         with _eval_mode(self), torch.inference_mode():
             out = self.map_sentences(
-                sentences,
-                lambda x: self.head.embed(x, normalize_embeddings),
-                batch_size,
-                device,
-                show_progress_bar,
-                width=self.config.output_dim,
-            )
-        out = out.float().cpu().numpy() if convert_to_numpy else out
+                sentences, rows, batch_size, device, show_progress_bar, width=truncate_dim or width
+            ).float()
+        if precision != "float32":
+            out = quantize(out, precision)
+        out = out.cpu().numpy() if convert_to_numpy and not convert_to_tensor else out
         return out[0] if single else out
+
+    def similarity(self, embeddings1, embeddings2) -> torch.Tensor:
+        """The (n1, n2) similarity matrix of two sets of embeddings (numpy arrays, tensors or lists; one
+        embedding may be 1-d), as `SentenceTransformer.similarity`: ``similarity_fn_name`` says which
+        (cosine, the default; dot; euclidean and manhattan as negative distances)."""
+        a, b = _as_matrix(embeddings1, "embeddings1"), _as_matrix(embeddings2, "embeddings2")
+        if a.shape[1] != b.shape[1]:
+            raise ValueError(f"embeddings1 and embeddings2 must have the same width, got {a.shape[1]} and {b.shape[1]}")
+        name = self.similarity_fn_name
+        if name == "cosine":
+            return F.normalize(a, p=2, dim=1) @ F.normalize(b, p=2, dim=1).T
+        if name == "dot":
+            return a @ b.T
+        if name in ("euclidean", "manhattan"):
+            return -torch.cdist(a, b, p=2.0 if name == "euclidean" else 1.0)
+        raise ValueError(f"similarity_fn_name must be one of {list(SIMILARITY_FUNCTIONS)}, got {name!r}")
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """The width of what `encode` returns (``config.output_dim``), as sentence-transformers names it."""
+        return self.config.output_dim
+
+    def get_embedding_dimension(self) -> int:
+        """The width of what `encode` returns (sentence-transformers >= 6 name)."""
+        return self.config.output_dim
 
     def iter_head_inputs(self, sentences, batch_size: int = 32, device=None, show_progress_bar: bool = False):
         """Yield ``(positions, inputs)`` one batch at a time: the sentences sorted longest first (as
@@ -312,12 +378,25 @@ class SimSkipModel(PreTrainedModel):
         return model
 
     def save_pretrained(self, save_directory, *args, model_card: bool = True, **kwargs):
-        """transformers' save_pretrained, plus the tokenizer and (with hf_simskip installed) the
-        model card README.md rendered by hf_simskip.sharing.model_card; `model_card=False` skips the card."""
-        super().save_pretrained(save_directory, *args, **kwargs)
+        """transformers' save_pretrained, plus the tokenizer, sentence-transformers' files (a model with a
+        backbone: the same folder loads with ``SentenceTransformer(folder, trust_remote_code=True)``, see
+        `write_sentence_transformers_files`) and (with hf_simskip installed) the model card README.md rendered
+        by hf_simskip.sharing.model_card; `model_card=False` skips the card. config.json never holds a local
+        path for the backbone's own config (``encoder_config._name_or_path``: its Hub id, or empty)."""
+        backbone = self.config.encoder_config
+        local_name = getattr(backbone, "_name_or_path", None)
+        if backbone is not None:
+            backbone._name_or_path = _hub_id(self.config.encoder_name_or_path)
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if backbone is not None:
+                backbone._name_or_path = local_name
         if kwargs.get("is_main_process", True):
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(save_directory)
+            if self.encoder is not None and self.tokenizer is not None:
+                write_sentence_transformers_files(save_directory)
             for hook in self.save_hooks if model_card else ():
                 hook(self, save_directory)
 
@@ -351,6 +430,40 @@ class SimSkipModel(PreTrainedModel):
             except (OSError, ValueError) as err:
                 logger.warning("no tokenizer beside %s (%s): encode() needs one", pretrained_model_name_or_path, err)
         return (model, info) if wants_info else model
+
+
+def _hub_id(name) -> str:
+    """``name`` when it reads as a Hub id, else "" (a local path is not written into a saved config)."""
+    return name if isinstance(name, str) and not _looks_local(name) and not os.path.exists(name) else ""
+
+
+def write_sentence_transformers_files(folder) -> bool:
+    """Make a saved model folder a sentence-transformers model too: ``st_module.py`` (the input module
+    ``SimSkipTransformer``, which loads this folder with `SimSkipModel.from_pretrained`) copied beside the
+    weights, ``modules.json`` naming it and ``config_sentence_transformers.json`` (cosine similarity). False,
+    and nothing written, when no st_module.py sits beside this file (a copy loaded through `AutoModel`'s
+    remote code, which fetches only what modeling imports)."""
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), ST_MODULE_FILE)
+    if not os.path.isfile(source):
+        logger.info("no %s beside %s: %s is saved for transformers only", ST_MODULE_FILE, __file__, folder)
+        return False
+    target = os.path.join(folder, ST_MODULE_FILE)
+    if not (os.path.exists(target) and os.path.samefile(source, target)):
+        shutil.copyfile(source, target)
+    files = {
+        "modules.json": [{"idx": 0, "name": "0", "path": "", "type": ST_MODULE_CLASS}],
+        "config_sentence_transformers.json": {
+            "model_type": "SentenceTransformer",
+            "prompts": {},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    }
+    for name, content in files.items():
+        with open(os.path.join(folder, name), "w", encoding="utf-8") as fh:
+            json.dump(content, fh, indent=2)
+            fh.write("\n")
+    return True
 
 
 def _looks_local(name: str) -> bool:
@@ -439,6 +552,50 @@ def _as_tensor(embeddings, row_shape: tuple[int, ...]) -> tuple[torch.Tensor, bo
         rows = bad.nonzero().flatten()[:5].tolist()
         raise ValueError(f"embeddings contain NaN or Inf in {int(bad.sum())} row(s), first: {rows}")
     return x, is_tensor
+
+
+def quantize(embeddings: torch.Tensor, precision: str) -> torch.Tensor:
+    """(n, w) float embeddings -> the values of ``sentence_transformers.quantization.quantize_embeddings``
+    (without calibration data): int8/uint8 put each column's [min, max] over these rows into 256 buckets;
+    binary/ubinary keep the signs (> 0), 8 to a byte, (n, ceil(w / 8)); int8 and binary are shifted by -128."""
+    x = embeddings.float()
+    n, width = x.shape
+    if precision in ("int8", "uint8"):
+        if n < 2:
+            raise ValueError(
+                f"precision={precision!r} buckets each column by its range over the embeddings of one call, "
+                f"which needs at least 2 of them, got {n}: encode more sentences at once, or use float32"
+            )
+        starts = x.min(dim=0).values  # (w,)
+        steps = (x.max(dim=0).values - starts) / 255
+        steps = torch.where(steps == 0, torch.ones_like(steps), steps)
+        buckets = torch.clamp(torch.floor((x - starts) / steps), 0, 255)  # (n, w)
+        return buckets.to(torch.uint8) if precision == "uint8" else (buckets - 128).to(torch.int8)
+    if precision in ("binary", "ubinary"):
+        bytes_ = -(-width // 8)
+        bits = F.pad(x > 0, (0, -width % 8)).view(n, bytes_, 8).to(torch.int32)  # (n, ceil(w / 8), 8), zero-padded
+        weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.int32, device=x.device)
+        packed = (bits * weights).sum(dim=-1)  # (n, ceil(w / 8)), the first column in the high bit
+        return packed.to(torch.uint8) if precision == "ubinary" else (packed - 128).to(torch.int8)
+    if precision == "float32":
+        return x
+    raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+
+
+def _as_matrix(embeddings, name: str) -> torch.Tensor:
+    """Embeddings for similarity(): a (n, w) float32 tensor from an array, a tensor or a list (1-d: one row)."""
+    if isinstance(embeddings, (list, tuple)) and embeddings and isinstance(embeddings[0], torch.Tensor):
+        embeddings = torch.stack(list(embeddings))
+    try:
+        x = torch.as_tensor(embeddings).float()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"{name} must be an array, a tensor or a list of numbers, got {type(embeddings).__name__}"
+        ) from err
+    x = x.unsqueeze(0) if x.dim() == 1 else x
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be one embedding (w,) or a matrix (n, w), got shape {tuple(x.shape)}")
+    return x
 
 
 __all__ = ["SimSkipModel", "SimSkipOutput"]

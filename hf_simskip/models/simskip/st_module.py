@@ -1,20 +1,105 @@
-"""SimSkipModule: the SimSkip head as a sentence-transformers module.
+"""SimSkip as sentence-transformers modules; this file travels beside the weights.
 
-``hf_simskip.sharing.st_export.save_sentence_transformers`` copies this file, with the files it
-imports, into the exported folder, where modules.json names it ``st_module.SimSkipModule``;
-sentence-transformers then loads it from that file (``trust_remote_code=True``), without hf_simskip.
-Self-contained: torch, safetensors, sentence-transformers and the files of this folder.
+- ``SimSkipTransformer``: the whole SimSkipModel (backbone, pooling, head) as sentence-transformers' input
+  module. ``SimSkipModel.save_pretrained`` copies this file into every folder with a backbone and writes a
+  ``modules.json`` naming ``st_module.SimSkipTransformer``, so the folder that
+  ``AutoModel.from_pretrained(folder, trust_remote_code=True)`` loads also loads with
+  ``SentenceTransformer(folder, trust_remote_code=True)``, encoding as ``SimSkipModel.encode``.
+- ``SimSkipModule``: the head alone, after sentence-transformers' own Transformer and Pooling modules;
+  ``hf_simskip.sharing.st_export.save_sentence_transformers`` (``hf-simskip export-st``) builds that pipeline.
+
+sentence-transformers imports this file through transformers' dynamic-module loader, with the files it
+imports, so hf_simskip need not be installed. Self-contained: torch, safetensors, sentence-transformers and
+the files of this folder.
 """
 
 from __future__ import annotations
 
 import torch
 from safetensors.torch import load_file, save_file
-from sentence_transformers.base.modules import Module
+from sentence_transformers.base.modules import InputModule, Module
 
 from .configuration_simskip import SimSkipConfig
 from .head import SimSkipHead
+from .modeling_simskip import SimSkipModel
 from .pooling import pool_layers
+
+
+class SimSkipTransformer(InputModule):
+    """A SimSkipModel as the one module of a SentenceTransformer: ``preprocess`` tokenises as
+    ``SimSkipModel.encode`` does (the model's tokenizer and max_seq_length, a prompt put in front), and
+    ``forward`` writes ``features["sentence_embedding"]``, the refined embedding (normalised when the config
+    says so). Saved and loaded as the model folder itself (``save_pretrained`` / ``from_pretrained``)."""
+
+    save_in_root = True
+
+    def __init__(self, model: SimSkipModel):
+        super().__init__()
+        if getattr(model, "encoder", None) is None or getattr(model, "tokenizer", None) is None:
+            raise ValueError(
+                "SimSkipTransformer needs a SimSkipModel with a backbone and its tokenizer (it embeds text); a "
+                "head-only model refines embeddings with SimSkipModel.refine"
+            )
+        self.model = model
+        self.tokenizer = model.tokenizer
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.model.config.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self.model.config.max_seq_length = value
+
+    def preprocess(self, inputs, prompt: str | None = None, **kwargs) -> dict:
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise TypeError(f"SimSkipTransformer embeds text: inputs[{i}] is a {type(text).__name__}, not a str")
+        texts = [prompt + text for text in inputs] if prompt else list(inputs)
+        tokens = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
+        )
+        return dict(tokens)
+
+    def forward(self, features: dict, **kwargs) -> dict:
+        x = self.model.head_inputs(
+            features["input_ids"], features.get("attention_mask"), features.get("token_type_ids")
+        )  # (batch, d) or (batch, 1 + L, d)
+        features["sentence_embedding"] = self.model.head.embed(x)  # (batch, output_dim)
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        return self.model.config.output_dim
+
+    def get_sentence_embedding_dimension(self) -> int:  # the name before sentence-transformers 6
+        return self.model.config.output_dim
+
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+        self.model.save_pretrained(output_path)
+
+    @classmethod
+    def load(
+        cls,
+        model_name_or_path: str,
+        subfolder: str = "",
+        token=None,
+        cache_folder=None,
+        revision=None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        model_kwargs: dict | None = None,
+        backend: str = "torch",
+        **kwargs,
+    ) -> SimSkipTransformer:
+        if backend != "torch":
+            raise ValueError(f"SimSkipTransformer runs on the torch backend only, got backend={backend!r}")
+        hub = {"token": token, "cache_dir": cache_folder, "revision": revision, "local_files_only": local_files_only}
+        if subfolder:
+            hub["subfolder"] = subfolder
+        model = SimSkipModel.from_pretrained(
+            model_name_or_path, trust_remote_code=trust_remote_code, **hub, **(model_kwargs or {})
+        )
+        return cls(model.eval())
 
 
 class SimSkipModule(Module):
@@ -92,4 +177,4 @@ class SimSkipModule(Module):
         return module
 
 
-__all__ = ["SimSkipModule"]
+__all__ = ["SimSkipTransformer", "SimSkipModule"]
