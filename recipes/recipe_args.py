@@ -223,10 +223,11 @@ def validate(args: RecipeArguments) -> RecipeArguments:
     if data_args.train_file is not None and not Path(data_args.train_file).expanduser().is_file():
         raise ValueError(f"train_file {data_args.train_file!r}: expected an existing text file")
     check_writable(Path(data_args.cache_dir).expanduser(), "cache_dir")
-    resuming = train_args.resume_from_checkpoint is not None
-    check_output_dir(train_args.output_dir, train_args.overwrite_output_dir, resuming)
-    if resuming and train_args.resume_from_checkpoint != "latest":
-        resolve_checkpoint(train_args.resume_from_checkpoint, train_args.output_dir)  # the folder must be a checkpoint
+    resume = train_args.resume_from_checkpoint
+    if resume is not None and resume != "latest":
+        resolve_checkpoint(resume, train_args.output_dir)  # the folder must be a checkpoint
+    # a finished run is replaced only with overwrite_output_dir (at the end), or by resuming its own checkpoints
+    check_output_dir(train_args.output_dir, train_args.overwrite_output_dir, resume)
     if run_args.push_to_hub and not run_args.hub_model_id:
         raise ValueError("push_to_hub needs hub_model_id (e.g. user/simskip-minilm)")
     if data_args.max_train_samples is not None and data_args.max_train_samples < 1:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -32,13 +34,16 @@ from hf_simskip import SimSkipModel
 from hf_simskip.files import replace_dir, temp_dir_beside, write_json, write_text
 from hf_simskip.sharing.model_card import write_model_card
 from hf_simskip.training import build_embedding_cache, load_corpus, stsb_dev_fn, stsb_dev_pairs, train_head
-from hf_simskip.training.checkpoint import clear_output_dir
+from hf_simskip.training.checkpoint import earlier_run, remove_earlier_run
 from hf_simskip.training.runtime import cpu_threads, hide_gpus_for_cpu_runs
 from hf_simskip.training.simcse import simcse_finetune
 
 from recipe_args import DataArguments, ModelArguments, RecipeArguments, config_kwargs, parse_args, to_dict
 
 logger = get_logger(__name__)
+RECORDS = ("corpus.json", "training_config.yaml", "metrics.json")  # beside final/, renamed into place in this order
+# what the script reports in one line (exit code 1) instead of a traceback
+EXPECTED_ERRORS = (ValueError, TypeError, FileNotFoundError, FloatingPointError)
 
 
 def build_model(model_args: ModelArguments) -> SimSkipModel:
@@ -77,24 +82,40 @@ def prepare_corpus(data_args: DataArguments, seed: int) -> tuple[list[str], dict
     return sentences, corpus
 
 
-def save_outputs(model, metrics: dict, args: RecipeArguments, out: Path) -> None:
-    """The run's records (training_config.yaml, corpus.json), then final/ as a whole: the model is saved
-    into a temporary folder, evaluated there if asked, its card rendered last from this run's records,
-    and the folder renamed to final/ (an earlier final/ is replaced only then); then metrics.json."""
+def save_outputs(model, metrics: dict, args: RecipeArguments, out: Path, earlier: dict | None = None) -> None:
+    """The run's outputs, replacing an earlier run's only once they all exist. Everything is first written into a
+    staging folder beside them (``.run.tmp-*``): the records (training_config.yaml, corpus.json), the model in
+    final/ (evaluated there if asked), metrics.json, and final/'s card, rendered last from them. Then they are
+    renamed into place: final/ (an earlier final/ is renamed aside and deleted only once the new one is there),
+    corpus.json, training_config.yaml, metrics.json last. ``earlier`` (an overwrite_output_dir run: what the
+    earlier run left in checkpoints/, taken before this run started): removed only then."""
     data_args, run_args = args.data, args.run
-    write_text(out / "training_config.yaml", yaml.safe_dump(to_dict(*args)))
-    write_json(out / "corpus.json", metrics["corpus"])
-    final = out / "final"
-    tmp = temp_dir_beside(final)
-    model.save_pretrained(tmp, model_card=False)
-    if run_args.eval_after_training:
-        from hf_simskip.evaluation import evaluate, save_results
+    stage = temp_dir_beside(out / "run")
+    staged = stage / "final"
+    try:
+        write_text(stage / "training_config.yaml", yaml.safe_dump(to_dict(*args)))
+        write_json(stage / "corpus.json", metrics["corpus"])
+        model.save_pretrained(staged, model_card=False)
+        if run_args.eval_after_training:
+            from hf_simskip.evaluation import evaluate, save_results
 
-        metrics["eval"] = evaluate(model.encode, data_dir=data_args.data_dir, mode="fast")
-        save_results(metrics["eval"], tmp / "eval_results.json")
-    write_model_card(model, tmp)  # records: tmp (eval results), then out (training_config.yaml, corpus.json)
-    replace_dir(tmp, final)
-    write_json(out / "metrics.json", metrics)
+            metrics["eval"] = evaluate(model.encode, data_dir=data_args.data_dir, mode="fast")
+            save_results(metrics["eval"], staged / "eval_results.json")
+        write_json(stage / "metrics.json", metrics)
+        write_model_card(model, staged)  # its records: staged/ (eval results), then stage/ (this run's)
+    except BaseException:  # nothing was replaced yet: leave no half-written stage behind
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    final = replace_dir(staged, out / "final")
+    for name in RECORDS:  # metrics.json last: with final/, it marks the run finished
+        os.replace(stage / name, out / name)
+    stage.rmdir()
+    if earlier is not None:
+        # a resumed run keeps its own checkpoints (of its fingerprint); the earlier run's others go now
+        keep = metrics.get("run_fingerprint") if args.train.resume_from_checkpoint else None
+        removed = remove_earlier_run(out, earlier, keep_run=keep)
+        if removed:
+            logger.info("overwrite_output_dir: removed the earlier run's %s", removed, main_process_only=True)
     logger.info(
         "saved the refined model to %s; metrics: %s",
         final,
@@ -124,13 +145,9 @@ def main(argv=None):
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     threads = cpu_threads(accelerator.device.type)
-    if train_args.overwrite_output_dir and not train_args.resume_from_checkpoint and accelerator.is_main_process:
-        removed = clear_output_dir(train_args.output_dir)
-        if removed:
-            logger.info(
-                "overwrite_output_dir: removed %s from %s", removed, train_args.output_dir, main_process_only=True
-            )
-    accelerator.wait_for_everyone()
+    # overwrite_output_dir removes nothing now: an earlier run is replaced at the end, once this run's outputs exist
+    # (a run that fails leaves it as it was); what it left in checkpoints/ is noted, to be removed then
+    earlier = earlier_run(train_args.output_dir) if train_args.overwrite_output_dir else None
     set_seed(train_args.seed)
 
     # --- the corpus (main process first: it may read or download once for everyone) ----------------
@@ -185,10 +202,27 @@ def main(argv=None):
     # --- the end: the refined model, its config, metrics and corpus record -----------------------
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_outputs(model, metrics, args, Path(train_args.output_dir))
+        save_outputs(model, metrics, args, Path(train_args.output_dir), earlier)
     accelerator.end_training()
     return metrics
 
 
+def run_script(argv) -> int:
+    """``python train_simcse_skip.py`` / ``accelerate launch``: main(argv); an error of the expected kinds (bad
+    arguments or input, a missing file, a diverged run) is one line on stderr and exit code 1, no traceback.
+    ``main`` itself raises (tests and in-process callers)."""
+    try:
+        main(argv)
+    except EXPECTED_ERRORS as err:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):  # a bar the error interrupted mid-line: end its line
+            bar.close()
+        message = " ".join(str(err).split()) or type(err).__name__
+        sys.stderr.write(f"{Path(__file__).name}: error: {message}\n")
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_script(sys.argv[1:]))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from hf_simskip.training import HeadTrainingArguments
@@ -88,7 +89,7 @@ def test_bad_arguments_fail_before_any_work(recipe, tmp_path, monkeypatch):
         recipe_args.parse_args(["--config", str(tmp_path / "nope.yaml")])
 
 
-def _tiny_args(backbone, corpus, tmp_path, *extra):
+def tiny_args(backbone, corpus, tmp_path, *extra):
     """A tiny run: the random backbone, a small corpus file, the committed SentEval fixture (STS-B dev)."""
     args = {
         "--model_name_or_path": backbone,
@@ -107,14 +108,14 @@ def test_bad_corpus_and_dimension_errors(recipe, tiny_backbone, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
     with pytest.raises(ValueError, match="corpus is empty"):
-        recipe.main(_tiny_args(tiny_backbone, empty, tmp_path, "--dev_signal", "none"))
+        recipe.main(tiny_args(tiny_backbone, empty, tmp_path, "--dev_signal", "none"))
     small = write_corpus(tmp_path / "small.txt", 10)
     with pytest.raises(ValueError, match="10 unique sentences, fewer than one batch of 16"):
-        recipe.main(_tiny_args(tiny_backbone, small, tmp_path, "--dev_signal", "none"))
+        recipe.main(tiny_args(tiny_backbone, small, tmp_path, "--dev_signal", "none"))
     assert not list((tmp_path / "cache").iterdir())  # nothing was encoded
     corpus = write_corpus(tmp_path / "c.txt", 64)
     with pytest.raises(ValueError, match="embedding_dim=384 does not fit the backbone, whose hidden_size is 32"):
-        recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--embedding_dim", "384"))
+        recipe.main(tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--embedding_dim", "384"))
 
 
 def test_dropout_positives_cache_a_dropout_view_beside_the_clean_one(recipe, tiny_backbone, tmp_path):
@@ -122,7 +123,7 @@ def test_dropout_positives_cache_a_dropout_view_beside_the_clean_one(recipe, tin
 
     corpus = write_corpus(tmp_path / "c.txt", 64)
     metrics = recipe.main(
-        _tiny_args(
+        tiny_args(
             tiny_backbone,
             corpus,
             tmp_path,
@@ -142,7 +143,7 @@ def test_dropout_positives_cache_a_dropout_view_beside_the_clean_one(recipe, tin
     assert clean.parent == dropout.parent and dropout.name.startswith("corpus-dropout-")
     assert record["dropout_cache"]["key"] != record["embedding_cache"]["key"]
     again = recipe.main(
-        _tiny_args(
+        tiny_args(
             tiny_backbone,
             corpus,
             tmp_path,
@@ -176,7 +177,7 @@ def test_accelerate_launch_smoke(tiny_backbone, tmp_path):
         "--dynamo_backend",
         "no",
         str(SCRIPT),
-        *_tiny_args(
+        *tiny_args(
             tiny_backbone,
             corpus,
             tmp_path,
@@ -240,58 +241,8 @@ def test_the_launchers_mixed_precision_reaches_the_accelerator(
     --mixed_precision bf16` or a launch config sets) decides; bf16 autocast works on CPU too."""
     corpus = write_corpus(tmp_path / "c.txt", 64)
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
-    metrics = recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--max_steps", "2"))
+    metrics = recipe.main(tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--max_steps", "2"))
     assert metrics["mixed_precision"] == "bf16" and metrics["args"]["output_dir"] == str(tmp_path / "out")
-
-
-def test_a_finished_run_is_not_overwritten_silently(recipe, tiny_backbone, tmp_path, fresh_state):
-    """final/ is written as a whole with its card rendered last from this run's records; a second run in the
-    same output_dir needs --overwrite_output_dir, and then nothing of the first run survives."""
-    from huggingface_hub import ModelCard
-
-    corpus = write_corpus(tmp_path / "c.txt", 64)
-    recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--max_steps", "2", "--learning_rate", "0.002"))
-    final = tmp_path / "out" / "final"
-    card = ModelCard.load(final / "README.md").text
-    assert "No training record" not in card and "| `learning_rate` | `0.002` |" in card and "c.txt" in card
-    (final / "eval_results.json").write_text('{"tasks": {"CR": {"acc": 99.0}}, "avg": 99.0}')  # a stale record
-    with pytest.raises(ValueError, match="already holds a finished run .*--overwrite_output_dir"):
-        recipe.main(_tiny_args(tiny_backbone, corpus, tmp_path, "--max_steps", "2", "--learning_rate", "0.003"))
-    other = write_corpus(tmp_path / "other.txt", 64, seed=1)
-    recipe.main(
-        _tiny_args(
-            tiny_backbone,
-            other,
-            tmp_path,
-            "--max_steps",
-            "2",
-            "--learning_rate",
-            "0.003",
-            "--overwrite_output_dir",
-            "true",
-        )
-    )
-    card = ModelCard.load(final / "README.md").text
-    assert "| `learning_rate` | `0.003` |" in card and "other.txt" in card and "c.txt" not in card
-    assert not (final / "eval_results.json").exists() and "99.0" not in card
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".final")]  # no temporary left
-
-
-def test_bad_folders_fail_before_any_encoding(recipe, tiny_backbone, tmp_path, fresh_state):
-    import recipe_args
-
-    corpus = write_corpus(tmp_path / "c.txt", 64)
-    blocker = tmp_path / "a_file"
-    blocker.write_text("")
-    with pytest.raises(ValueError, match="cache_dir .*a_file/cache' is not writable"):
-        recipe_args.parse_args(_tiny_args(tiny_backbone, corpus, tmp_path, "--cache_dir", str(blocker / "cache")))
-    with pytest.raises(ValueError, match="resume_from_checkpoint=.*expected 'latest' or a checkpoint folder"):
-        recipe_args.parse_args(
-            _tiny_args(
-                tiny_backbone, corpus, tmp_path, "--resume_from_checkpoint", str(tmp_path / "no_such_checkpoint")
-            )
-        )
-    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
 
 
 def test_without_a_data_folder_the_main_job_trains_on_the_embedded_corpus(
@@ -320,3 +271,55 @@ def test_without_a_data_folder_the_main_job_trains_on_the_embedded_corpus(
     assert "no SentEval data folder: dev_signal turned off" in caplog.text
     assert "training on the corpus shipped with hf_simskip" in caplog.text
     assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--learning_rate", "1e38"], "learning_rate must be at most 1e3, got 1e+38"),  # before any work
+        (["--model_name_or_path", "/nonexistent"], "backbone folder '/nonexistent' does not exist"),
+        # a run that diverges in its first steps, with its progress bar open
+        (["--layers", "none", "--temperature", "1e-39", "--max_steps", "2"], "training diverged by step 2"),
+    ],
+)
+def test_the_script_reports_an_expected_error_in_one_line(tiny_backbone, tmp_path, bad, message):
+    """issue 20: bad input is one line on stderr (`train_simcse_skip.py: error: ...`, exit code 1), no traceback;
+    an error before any work is the only line."""
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    cmd = [sys.executable, str(SCRIPT), *tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", *bad)]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines()
+    errors = [line for line in lines if "error:" in line]
+    assert errors == [lines[-1]] and errors[0].startswith(f"train_simcse_skip.py: error: {message}"), lines[-3:]
+    if bad[0] == "--learning_rate":
+        assert lines == errors
+    assert not (tmp_path / "out" / "final").exists()
+
+
+def test_a_stage0_run_records_that_its_backbone_was_fine_tuned(recipe, tiny_backbone, tmp_path, fresh_state):
+    """issue 20 item 11: after stage 0 the saved backbone differs from the one named as its base. The run says so in
+    corpus.json["stage0_simcse"] (stage 0's settings; absent without stage 0), where the card reads it."""
+    import json
+
+    from safetensors.torch import load_file
+
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    base = load_file(Path(tiny_backbone) / "model.safetensors")
+
+    def run(out, *extra):
+        recipe.main(tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--max_steps", "1", *extra))
+        saved = load_file(tmp_path / out / "final" / "model.safetensors")
+        changed = [k for k in base if not torch.equal(saved[f"encoder.{k}"], base[k])]
+        return json.loads((tmp_path / out / "corpus.json").read_text()), changed
+
+    record, changed = run("out", "--simcse_steps", "2", "--simcse_batch_size", "8")
+    assert record["stage0_simcse"]["simcse_steps"] == 2 and changed  # a fine-tune, not an adapter
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    record, changed = run("plain", "--output_dir", str(tmp_path / "plain"))
+    assert "stage0_simcse" not in record and not changed  # the backbone ships unchanged

@@ -1,12 +1,6 @@
-"""training/loop.py: train_head in-process: learns, selects on dev, bf16 ~ fp32, positives; exact resume
-after SIGKILL and atomic checkpoints (training/checkpoint.py)."""
-
-import shutil
-import signal
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
+"""training/loop.py: train_head in-process: learns, selects on dev, bf16 ~ fp32, positives, the layer branch, the
+closed form as a candidate. Faults (SIGKILL and resume, corrupt checkpoints, divergence, a failing step, a NaN dev
+score) are in test_faults_checkpoints.py, which reuses head(), data() and args() from here."""
 
 import pytest
 import torch
@@ -15,7 +9,6 @@ from accelerate.state import AcceleratorState
 
 from hf_simskip import SimSkipConfig, SimSkipHead, SimSkipModel, SimSkipObjective
 from hf_simskip.training import EpochPermutation, HeadTrainingArguments, train_head
-from hf_simskip.training.checkpoint import list_checkpoints, resolve_checkpoint
 
 D, N = 16, 256
 
@@ -105,146 +98,6 @@ def test_bf16_on_cpu_is_finite_and_close_to_fp32(tmp_path):
     assert bf16["mixed_precision"] == "bf16"
     assert torch.isfinite(torch.tensor(bf16["train_loss"]))
     assert abs(bf16["train_loss"] - fp32["train_loss"]) < 0.05 * fp32["train_loss"]
-
-
-KILLED_RUN = textwrap.dedent("""
-    import os, signal
-    from test_training_loop import head, data, args
-    from accelerate import Accelerator
-    from hf_simskip.training import train_head
-
-    def kill(step, state):  # a crash right after step {kill} (and its checkpoint, if any)
-        if step == {kill}:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    train_head(head(), data(), args({out!r}, per_device_train_batch_size=64, checkpointing_steps={every},
-                                    save_total_limit=2),
-               Accelerator(cpu=True), step_callback=kill)
-""")
-
-
-def killed_run(out, kill: int, every: int):
-    code = KILLED_RUN.format(out=str(out), kill=kill, every=every)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-
-
-def resumed_run(out, **kw):
-    AcceleratorState._reset_state(reset_partial_state=True)
-    resumed = head()
-    m = train_head(
-        resumed,
-        data(),
-        args(out, per_device_train_batch_size=64, resume_from_checkpoint="latest", **kw),
-        Accelerator(cpu=True),
-    )
-    return resumed, m
-
-
-def reference_run(out):
-    ref = head()
-    train_head(ref, data(), args(out, per_device_train_batch_size=64), Accelerator(cpu=True))
-    return ref
-
-
-def assert_same_weights(a, b):
-    for k, v in a.state_dict().items():
-        torch.testing.assert_close(b.state_dict()[k], v, rtol=1e-6, atol=1e-7, msg=k)
-
-
-def test_exact_resume_after_sigkill_and_crash_during_save(tmp_path):
-    ref = reference_run(tmp_path / "ref")
-    # 4 batches per epoch: the kill after step 7 resumes from step 6, mid-way through the second epoch
-    out = tmp_path / "killed"
-    killed_run(out, kill=7, every=2)
-    assert [p.name for p in list_checkpoints(out)] == ["step_4", "step_6"]  # save_total_limit=2
-    # a crash during the save of step 8: a half-written tmp folder, and a renamed folder without its state
-    shutil.copytree(out / "checkpoints/step_6", out / "checkpoints/step_8.tmp")
-    (out / "checkpoints/step_8").mkdir()
-    (out / "checkpoints/step_8/model.safetensors").write_bytes(b"partial")
-    assert resolve_checkpoint("latest", out)[0].name == "step_6"
-    resumed, m = resumed_run(out)
-    assert m["global_step"] == 8
-    assert_same_weights(ref, resumed)
-    # and a wrong path is a clear error
-    with pytest.raises(ValueError, match="expected 'latest' or a checkpoint folder"):
-        resolve_checkpoint(str(tmp_path), out)
-
-
-def test_exact_resume_from_a_checkpoint_on_an_epoch_boundary(tmp_path):
-    """4 batches per epoch, a checkpoint every 4 steps: the kill after step 5 resumes from step 4, the last
-    step of the first epoch (the next epoch's loader has not drawn its seed yet)."""
-    ref = reference_run(tmp_path / "ref")
-    out = tmp_path / "killed"
-    killed_run(out, kill=5, every=4)
-    assert [p.name for p in list_checkpoints(out)] == ["step_4"]
-    resumed, m = resumed_run(out)
-    assert m["global_step"] == 8
-    assert_same_weights(ref, resumed)
-
-
-def test_a_checkpoint_belongs_to_its_run(tmp_path):
-    """Another configuration cannot resume a run's checkpoints, and pruning keeps other runs' ones."""
-    out = tmp_path / "run"
-    killed_run(out, kill=5, every=4)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    with pytest.raises(ValueError, match=r"another configuration.*learning_rate: 0.01 -> 0.005"):
-        train_head(
-            head(),
-            data(),
-            args(out, per_device_train_batch_size=64, learning_rate=5e-3, resume_from_checkpoint="latest"),
-            Accelerator(cpu=True),
-        )
-    with pytest.raises(ValueError, match="another configuration"):
-        train_head(
-            head(),
-            data(),
-            args(
-                out,
-                per_device_train_batch_size=64,
-                learning_rate=5e-3,
-                resume_from_checkpoint=str(out / "checkpoints" / "step_4"),
-            ),
-            Accelerator(cpu=True),
-        )
-    # a fresh run of another configuration in the same folder prunes only its own checkpoints
-    AcceleratorState._reset_state(reset_partial_state=True)
-    train_head(
-        head(),
-        data(),
-        args(out, per_device_train_batch_size=32, checkpointing_steps=1, save_total_limit=2, max_steps=4),
-        Accelerator(cpu=True),
-    )
-    names = sorted(p.name for p in list_checkpoints(out))
-    assert names == ["step_3", "step_4"]  # step_4 is now the new run's (same step number, replaced)
-    assert (out / "checkpoints" / "latest").read_text().strip() == "step_4"
-
-
-def test_a_corrupt_checkpoint_falls_back_to_the_previous_complete_one(tmp_path, caplog):
-    ref = reference_run(tmp_path / "ref")
-    out = tmp_path / "killed"
-    killed_run(out, kill=7, every=2)  # checkpoints step_4, step_6 (latest)
-    weights = out / "checkpoints" / "step_6" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])  # truncated on disk after it was written
-    resumed, m = resumed_run(out)
-    assert "step_6 could not be loaded" in caplog.text and "trying the previous one" in caplog.text
-    assert m["global_step"] == 8
-    assert_same_weights(ref, resumed)  # resumed from step_4: still the uninterrupted run's weights
-
-
-def test_a_diverging_run_stops_before_it_saves(tmp_path):
-    with pytest.raises(FloatingPointError, match="diverged by step 2: the (loss|weights).*NaN or Inf"):
-        train_head(
-            head(),
-            data() * float("1e30") ** 2,
-            args(tmp_path, checkpointing_steps=2, logging_steps=2),
-            Accelerator(cpu=True),
-        )
-    assert not list_checkpoints(tmp_path)
-    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0, got inf"):
-        train_head(head(), data(), args(tmp_path, learning_rate=float("inf")), Accelerator(cpu=True))
 
 
 def test_neighbour_positives_pair_each_row_with_its_nearest_other_row():
@@ -369,18 +222,6 @@ def test_the_models_loss_is_the_trained_loss(tmp_path, layers):
         assert model.head.layer_branch.closed_form.weight.grad.abs().sum() > 0
 
 
-def test_a_failing_step_leaves_no_parameter_frozen(tmp_path):
-    h, x = layer_head(), layer_data()
-
-    def fail(step, state):
-        if step == 2:
-            raise RuntimeError("a fault in the middle of training")
-
-    with pytest.raises(RuntimeError, match="a fault in the middle"):
-        train_head(h, x, args(tmp_path), Accelerator(cpu=True), step_callback=fail)
-    assert all(p.requires_grad for n, p in h.named_parameters() if not n.endswith("gate"))
-
-
 def test_the_closed_form_is_a_candidate_and_is_kept_when_training_does_not_beat_it(tmp_path):
     h, x = layer_head(), layer_data()
     scores = iter([1.0, 3.0, 2.0, 2.0])  # the identity, the closed form, step 6, the end
@@ -406,8 +247,3 @@ def test_no_gradient_step_fits_the_closed_form_only(tmp_path):
         dev_fn=lambda module: float(module.layer_branch.is_open),
     )
     assert m["global_step"] == 0 and m["kept"] == "initial" and h.layer_branch.is_open
-
-
-def test_a_nan_dev_score_stops_the_run(tmp_path):
-    with pytest.raises(FloatingPointError, match="dev score of the identity head at step 0 is nan"):
-        train_head(layer_head(), layer_data(), args(tmp_path), Accelerator(cpu=True), dev_fn=lambda _: float("nan"))

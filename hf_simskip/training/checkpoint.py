@@ -37,9 +37,7 @@ NOT_IN_FINGERPRINT = (
     "checkpointing_steps",
     "save_total_limit",
 )
-BEST_FILE = "best_head.pt"
-# best_head.pt at the top level: written by hf_simskip <= 0.2, removed with the rest of an old run
-RUN_ARTIFACTS = ("checkpoints", "final", BEST_FILE, "metrics.json", "corpus.json", "training_config.yaml")
+BEST_FILE = "best_head.pt"  # in each checkpoint; at the top level (hf_simskip <= 0.2) it is never read
 
 
 @dataclass
@@ -234,31 +232,88 @@ def resume_state(resume_from, output_dir, accelerator, generator, run_fp: str, c
     raise ValueError(f"no checkpoint in {checkpoints_dir(output_dir)} could be loaded: {'; '.join(errors)}")
 
 
-def check_output_dir(output_dir, overwrite: bool, resuming: bool) -> None:
-    """Before any work: an output_dir that holds a finished run (final/ or metrics.json) is refused
-    unless ``overwrite`` or the run resumes; the folder must be writable. Read-only: see clear_output_dir."""
+def finished_run(output_dir) -> list[str]:
+    """What marks ``output_dir`` as holding a finished run: ``final`` and/or ``metrics.json`` (empty: none)."""
     out = Path(output_dir)
-    finished = [name for name in ("final", "metrics.json") if (out / name).exists()]
-    if finished and not resuming and not overwrite:
-        raise ValueError(
-            f"output_dir {str(out)!r} already holds a finished run ({', '.join(finished)}); pass "
-            "--overwrite_output_dir true to replace it, or choose another output_dir"
-        )
+    return [name for name in ("final", "metrics.json") if (out / name).exists()]
+
+
+def check_output_dir(output_dir, overwrite: bool, resume_from: str | None = None) -> None:
+    """Before any work (read-only): a finished run in ``output_dir`` (final/ or metrics.json) is replaced only when
+    ``overwrite`` is set, or by resuming one of the checkpoints in that folder (``resume_from``: "latest", or a
+    checkpoint folder under ``<output_dir>/checkpoints``; whether it is this run's is checked when it is loaded).
+    A finished folder without a checkpoint has nothing to resume: resuming it would be a new run replacing it.
+    The folder must be writable."""
+    out = Path(output_dir)
+    finished = finished_run(out)
+    if finished and not overwrite:
+        what = f"output_dir {str(out)!r} already holds a finished run ({', '.join(finished)})"
+        fix = "pass --overwrite_output_dir true to replace it at the end of a new run, or choose another output_dir"
+        if not resume_from:
+            raise ValueError(f"{what}; {fix}")
+        if resume_from == "latest" and not list_checkpoints(out):
+            raise ValueError(f"{what} and no checkpoint: it is finished, there is nothing to resume; {fix}")
+        if resume_from != "latest" and not _inside(Path(resume_from), checkpoints_dir(out)):
+            raise ValueError(
+                f"{what}, and resume_from_checkpoint {str(resume_from)!r} lies outside it: resuming would replace that "
+                f"run with another; {fix}"
+            )
     check_writable(out, "output_dir")
 
 
-def clear_output_dir(output_dir) -> list[str]:
-    """Remove the artifacts of an earlier run (checkpoints, final/, records), nothing else; returns what went."""
-    out, removed = Path(output_dir), []
-    for name in RUN_ARTIFACTS:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.lstat()
+    return st.st_dev, st.st_ino
+
+
+def earlier_run(output_dir) -> dict[str, tuple[int, int]]:
+    """What an earlier run left in ``<output_dir>/checkpoints``, taken before a run that replaces it starts: each
+    entry's name -> its (device, inode). A checkpoint the new run saves under the same name is a new folder (written
+    beside, then renamed over the old one), so it no longer matches; :func:`remove_earlier_run` removes the rest."""
+    root = checkpoints_dir(output_dir)
+    return {p.name: _identity(p) for p in root.iterdir()} if root.is_dir() else {}
+
+
+def remove_earlier_run(output_dir, before: dict[str, tuple[int, int]], keep_run: str | None = None) -> list[str]:
+    """Once a run that replaces an earlier one (``--overwrite_output_dir``) has put its final/ and records in
+    place: remove what the earlier run left that this run did not replace, i.e. the entries of ``before`` (see
+    :func:`earlier_run`) that are still the same files, but the complete checkpoints of run ``keep_run`` (the
+    fingerprint of a resumed run: its own earlier checkpoints), and the top-level best_head.pt of hf_simskip <= 0.2.
+    The ``latest`` pointer goes when it names a checkpoint that is gone, ``checkpoints/`` when it is empty.
+    Returns the removed paths, relative to ``output_dir``."""
+    out, root, removed = Path(output_dir), checkpoints_dir(output_dir), []
+
+    def remove(path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
         else:
+            path.unlink(missing_ok=True)
+        removed.append(str(path.relative_to(out)))
+
+    for name, identity in sorted(before.items()):
+        path = root / name
+        if name == "latest" or not path.exists() or _identity(path) != identity:
+            continue  # the pointer is judged below; a replaced entry is this run's
+        state = _read_state(path) if keep_run is not None else None
+        if state is not None and state.get("run_fingerprint") == keep_run:
             continue
-        removed.append(name)
+        remove(path)
+    pointer = root / "latest"
+    if pointer.is_file() and not (root / pointer.read_text(encoding="utf-8").strip()).is_dir():
+        remove(pointer)
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+        removed.append(root.name)
+    if (out / BEST_FILE).is_file():
+        remove(out / BEST_FILE)
     return removed
 
 

@@ -336,6 +336,7 @@ def _finish(run: _Run, embeddings, seconds: float) -> dict:
         "best_step": state.best_step,
         "kept": kept,
         "dev_scores": dict(state.dev_scores),
+        "run_fingerprint": state.run_fingerprint,  # the run's checkpoints carry it (trainer_state.json)
         "train_seconds": round(seconds, 3),
         "train_samples_per_second": round(run.samples / max(seconds, 1e-9), 1),
         "num_processes": acc.num_processes,
