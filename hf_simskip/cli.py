@@ -190,8 +190,9 @@ def eval_parser(sub):
         "--probe",
         choices=["batched", "sklearn"],
         default="batched",
-        help="batched: the fast exact solver of SentEval's objective (default); sklearn: SentEval's own "
-        "lbfgs fits, to reproduce published SentEval numbers (slow)",
+        help="batched: the batched probe, an exact torch solver of SentEval's objective, every fold and C at once "
+        "(default); sklearn: the sklearn probe, SentEval's own lbfgs fits, to reproduce published SentEval numbers "
+        "(slow)",
     )
     p.add_argument(
         "--standardize",
