@@ -422,6 +422,8 @@ def test_documented_long_command_runs(command, workspace, capsys):
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["kept"] in ("identity", "initial", "trained", "last")
         assert {"modules.json", "st_module.py", "README.md"} <= set(os.listdir(out / "final"))
+        card = (out / "final" / "README.md").read_text(encoding="utf-8")
+        assert "No training record (`metrics.json`)" not in card  # the card says what the run kept
 
 
 # --- the README's Python ------------------------------------------------------------------------------
