@@ -22,6 +22,7 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,12 @@ def load_simskip(model: str, device: str = "cpu"):
         raise FileNotFoundError(
             f"could not load a SimSkip model from {model!r} (not a saved model {where}): {err}"
         ) from err
+    except (ValueError, TypeError) as err:
+        # our own refusals (missing tensors, a bad config.json) say what is wrong: pass them on, naming the folder
+        message = " ".join(str(err).split())
+        if model in message or str(os.path.abspath(model)) in message:
+            raise
+        raise type(err)(f"could not load a SimSkip model from {model!r}: {message}") from err
     except Exception as err:  # noqa: BLE001 (safetensors/torch errors of a truncated or corrupt weight file)
         first_line = str(err).splitlines()[0] if str(err) else ""
         raise ValueError(
@@ -145,13 +152,44 @@ def find_recipe(explicit: str | None = None) -> Path:
 
 
 def train(args) -> int:
+    """``accelerate launch`` the recipe, in this process; the recipe's exit code. A failing recipe has said what went
+    wrong on stderr (one line): accelerate's own report of the failed launch (a CalledProcessError or
+    ChildFailedError traceback) is not printed after it."""
     recipe = find_recipe(args.recipe)
     launcher = shlex.split(args.launcher_args)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, str(recipe), *args.recipe_args]
     if args.dry_run:
         _out(shlex.join(cmd))
         return 0
-    return subprocess.call(cmd)
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    launch_args = launch_command_parser().parse_args(cmd[3:])  # what `python -m accelerate.commands.launch` parses
+    # torch's launcher logs each failed or stopped process; the recipe has said why in one line (--verbose: shown)
+    elastic = logging.getLogger("torch.distributed.elastic")
+    level = elastic.level
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        elastic.setLevel(logging.CRITICAL)
+    try:
+        launch_command(launch_args)
+    except subprocess.CalledProcessError as err:  # one process (accelerate's simple launcher)
+        code = err.returncode
+    except Exception as err:  # several processes: torch.distributed.elastic's ChildFailedError
+        first = getattr(err, "get_first_failure", None)
+        if first is None:
+            raise
+        code = first()[1].exitcode
+    else:
+        code = 0
+    finally:
+        elastic.setLevel(level)
+    if code < 0:  # killed by a signal: the recipe could not say anything
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        sys.stderr.write(f"hf-simskip train: error: the recipe was killed by signal {name}\n")
+        return 128 - code  # as a shell reports it
+    return code
 
 
 # --- eval ---------------------------------------------------------------------------------------

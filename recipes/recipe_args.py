@@ -26,8 +26,8 @@ from transformers import HfArgumentParser
 from hf_simskip import SimSkipConfig
 from hf_simskip.models.simskip.configuration_simskip import BACKBONE_FIELDS, FIELD_HELP
 from hf_simskip.paths import find_data_dir
-from hf_simskip.training import DEFAULT_CACHE_DIR, HeadTrainingArguments
-from hf_simskip.training.cache import CACHE_DTYPES
+from hf_simskip.training import HeadTrainingArguments
+from hf_simskip.training.cache import CACHE_DTYPES, default_cache_dir
 from hf_simskip.training.checkpoint import check_output_dir, check_writable, resolve_checkpoint
 from hf_simskip.training.simcse import Stage0Arguments
 
@@ -93,8 +93,20 @@ class DataArguments:
     max_train_samples: int | None = field(
         default=None, metadata={"help": "train on a seeded random subset of this many sentences"}
     )
-    cache_dir: str = field(default=DEFAULT_CACHE_DIR, metadata={"help": "where embedding caches live"})
-    cache_dtype: str = field(default="float16", metadata={"help": "float16 | float32: how the cache stores rows"})
+    cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "where embedding caches live; None: resolved when the run starts, $HF_SIMSKIP_CACHE, else "
+            "$HF_HOME/hf_simskip (hf_simskip.training.cache.default_cache_dir)"
+        },
+    )
+    cache_dtype: str = field(
+        default="float16",
+        metadata={
+            "help": "float16 | float32: how the cache stores rows; a float16 build stops (no cache written) when the "
+            "backbone's outputs exceed float16's range (65504): use float32 for such backbones"
+        },
+    )
     encode_batch_size: int = field(default=64, metadata={"help": "sentences per backbone forward when caching"})
     dev_signal: str = field(default="stsb", metadata={"help": "stsb (STS-B dev Spearman) | none"})
     max_dev_pairs: int | None = field(default=None, metadata={"help": "use only the first N STS-B dev pairs (tests)"})
@@ -222,7 +234,8 @@ def validate(args: RecipeArguments) -> RecipeArguments:
             )
     if data_args.train_file is not None and not Path(data_args.train_file).expanduser().is_file():
         raise ValueError(f"train_file {data_args.train_file!r}: expected an existing text file")
-    check_writable(Path(data_args.cache_dir).expanduser(), "cache_dir")
+    cache_dir = Path(data_args.cache_dir).expanduser() if data_args.cache_dir is not None else default_cache_dir()
+    check_writable(cache_dir, "cache_dir")
     resume = train_args.resume_from_checkpoint
     if resume is not None and resume != "latest":
         resolve_checkpoint(resume, train_args.output_dir)  # the folder must be a checkpoint

@@ -34,7 +34,7 @@ from hf_simskip import SimSkipModel
 from hf_simskip.files import replace_dir, temp_dir_beside, write_json, write_text
 from hf_simskip.sharing.model_card import write_model_card
 from hf_simskip.training import build_embedding_cache, load_corpus, stsb_dev_fn, stsb_dev_pairs, train_head
-from hf_simskip.training.checkpoint import earlier_run, remove_earlier_run
+from hf_simskip.training.checkpoint import disk_writer, earlier_run, remove_earlier_run
 from hf_simskip.training.runtime import cpu_threads, hide_gpus_for_cpu_runs
 from hf_simskip.training.simcse import simcse_finetune
 
@@ -200,9 +200,24 @@ def main(argv=None):
     metrics["cpu_threads_set_by_recipe"] = threads is not None
 
     # --- the end: the refined model, its config, metrics and corpus record -----------------------
+    # final/ and the records are written by the global main process only, into its output_dir; on machines with
+    # their own disks the other nodes' output_dir keeps only their copy of the checkpoints (to resume from)
+    out = Path(train_args.output_dir)
     accelerator.wait_for_everyone()
+    writes = disk_writer(accelerator, out)  # collective: this node's writer when the disk is not shared
     if accelerator.is_main_process:
-        save_outputs(model, metrics, args, Path(train_args.output_dir), earlier)
+        save_outputs(model, metrics, args, out, earlier)
+    accelerator.wait_for_everyone()
+    if writes and not accelerator.is_main_process:  # another node's own disk
+        if earlier is not None:  # overwrite_output_dir: what the earlier run left on this node goes now, too
+            keep = metrics.get("run_fingerprint") if train_args.resume_from_checkpoint else None
+            remove_earlier_run(out, earlier, keep_run=keep)
+        logger.info(
+            "final/ and the run's records are written by the main process, on its machine; %s on this machine holds "
+            "this node's checkpoints only",
+            out,
+            main_process_only=False,
+        )
     accelerator.end_training()
     return metrics
 

@@ -155,6 +155,24 @@ def test_train_dry_run_and_missing_recipe(tmp_path, capsys):
     assert code == 1 and "training recipe not found" in err and "--recipe" in err
 
 
+def test_a_failing_recipe_is_its_own_line_and_exit_code(tmp_path, capfd):
+    """`hf-simskip train` ran `accelerate launch` as a child, which added a CalledProcessError traceback after the
+    recipe's one-line error and turned its exit code into 1. Now: the recipe's line, nothing more, and its code; a
+    recipe killed by a signal (it could not say anything) gets one line and the shell's 128 + N."""
+    launcher = "--launcher-args=--num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no"
+    failing = tmp_path / "failing.py"
+    failing.write_text("import sys\nsys.stderr.write('failing.py: error: bad input\\n')\nsys.exit(3)\n")
+    capfd.readouterr()
+    code = main(["train", "--recipe", str(failing), launcher, "--learning_rate", "3e-4"])
+    err = capfd.readouterr().err
+    assert code == 3 and err == "failing.py: error: bad input\n", err
+    killed = tmp_path / "killed.py"
+    killed.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    code = main(["train", "--recipe", str(killed), launcher])
+    err = capfd.readouterr().err
+    assert code == 137 and err == "hf-simskip train: error: the recipe was killed by signal SIGKILL\n", err
+
+
 def test_eval_calls_the_evaluator_lazily(tiny_backbone, tmp_path, capsys, monkeypatch):
     tiny_simskip(tiny_backbone).save_pretrained(tmp_path / "m")
     seen = {}

@@ -577,6 +577,80 @@ def test_bad_folders_fail_before_any_encoding(recipe, tiny_backbone, tmp_path):
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
 
 
+def test_the_cache_dir_is_resolved_when_the_run_starts(recipe, tiny_backbone, tmp_path, monkeypatch):
+    """--cache_dir defaulted to the folder resolved when recipe_args was imported; None now, resolved per run from
+    $HF_SIMSKIP_CACHE (else $HF_HOME/hf_simskip), checked before any work and used by the cache build."""
+    import json
+
+    import recipe_args
+
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    argv = tiny_args(tiny_backbone, corpus, tmp_path, "--dev_signal", "none", "--max_steps", "0")
+    at = argv.index("--cache_dir")
+    argv = argv[:at] + argv[at + 2 :]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("HF_SIMSKIP_CACHE", str(blocker / "cache"))
+    with pytest.raises(ValueError, match="cache_dir .*a_file/cache' is not writable"):
+        recipe_args.parse_args(argv)
+    monkeypatch.setenv("HF_SIMSKIP_CACHE", str(tmp_path / "env_cache"))
+    assert recipe_args.parse_args(argv).data.cache_dir is None
+    recipe.main(argv)
+    used = Path(json.loads((tmp_path / "out" / "corpus.json").read_text())["embedding_cache"]["path"])
+    assert used.parent == tmp_path / "env_cache", used
+    helps = {a.dest: a.help for a in recipe_args.build_parser()._actions}
+    assert "$HF_SIMSKIP_CACHE" in helps["cache_dir"] and "65504" in helps["cache_dtype"]
+
+
+def test_the_write_probe_is_unique_across_machines(tmp_path, monkeypatch):
+    """check_writable named its probe file by pid only: two machines' processes with the same pid (containers) on one
+    shared disk removed each other's probe, and one of them called the folder not writable."""
+    from hf_simskip.training import checkpoint
+
+    write_bytes, nested = Path.write_bytes, []
+
+    def meanwhile_on_the_other_machine(self, data):  # the same pid checks the same folder between write and unlink
+        written = write_bytes(self, data)
+        if not nested:
+            nested.append(self.name)
+            checkpoint.check_writable(self.parent, "output_dir")
+        return written
+
+    monkeypatch.setattr(Path, "write_bytes", meanwhile_on_the_other_machine)
+    checkpoint.check_writable(tmp_path / "shared", "output_dir")
+    assert nested and not list((tmp_path / "shared").iterdir())
+
+
+def test_a_resume_agrees_on_the_newest_checkpoint_every_node_has(tmp_path, monkeypatch, caplog):
+    """With a disk per node, a node killed between a save and its rename lacks the newest checkpoint: every process
+    takes the newest one all have (the processes' lists as two nodes would report them); none in common is one
+    line listing what each has."""
+    from accelerate import PartialState
+
+    from hf_simskip.training import checkpoint
+
+    PartialState(cpu=True)  # accelerate's logger needs a state
+
+    class TwoNodes:
+        num_processes, process_index, is_main_process = 2, 0, True
+
+    node0 = [tmp_path / "checkpoints" / f"step_{n}" for n in (8, 6, 4)]
+    views = {"node1": ["step_6", "step_4"]}
+    monkeypatch.setattr(checkpoint, "_gather", lambda acc, value: [value, views["node1"]])
+    with caplog.at_level("WARNING"):
+        assert checkpoint._agreed(TwoNodes(), node0, tmp_path) == node0[1:]
+    assert "step_8 is not complete on every node: every process resumes from step_6" in caplog.text
+    views["node1"] = []
+    with pytest.raises(
+        ValueError,
+        match=r"no checkpoint .* is complete on every node \(process 0: step_8, step_6, "
+        r"step_4; process 1: none\)",
+    ):
+        checkpoint._agreed(TwoNodes(), node0, tmp_path)
+    monkeypatch.setattr(checkpoint, "_gather", lambda acc, value: [[], []])
+    assert checkpoint._agreed(TwoNodes(), [], tmp_path) == []  # nothing anywhere: a fresh start
+
+
 @pytest.mark.slow
 def test_recipe_resume_after_sigkill_matches_uninterrupted(tiny_backbone, tmp_path):
     corpus = write_corpus(tmp_path / "c.txt", 80)  # 5 batches/epoch, 15 steps: the kill lands mid-epoch 2

@@ -109,6 +109,32 @@ def test_neighbour_positives_pair_each_row_with_its_nearest_other_row():
         HeadTrainingArguments(positives="labels").validate()
 
 
+def test_neighbour_positives_read_the_table_a_chunk_at_a_time(monkeypatch):
+    """positives="neighbor" read the whole (n, 1 + L, d) table at once (embeddings[:]); it now reads chunks of rows and
+    keeps x alone, with the same nearest-other index."""
+    import hf_simskip.training.loop as loop
+
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(50, 3, 4, generator=g)  # (n, 1 + 2 layers, d)
+    reads = []
+
+    class Table:  # what the loop sees of a memory-mapped FeatureTable: shape, len, rows by index
+        shape = table.shape
+
+        def __len__(self):
+            return len(table)
+
+        def __getitem__(self, index):
+            rows = table[index]
+            reads.append(len(rows))
+            return rows
+
+    monkeypatch.setattr(loop, "NEIGHBOR_CHUNK", 16, raising=False)  # (the whole table at once before)
+    got = loop._partners(Table(), HeadTrainingArguments(output_dir="unused", positives="neighbor"), None)
+    assert reads == [16, 16, 16, 2], reads
+    assert torch.equal(got, loop.nearest_other_index(table[:, 0]))
+
+
 def test_dropout_positives_train_on_the_given_partner_rows(tmp_path):
     h, x = head(), data()
     partners = x + 0.01 * data(seed=1)  # stand-in for one dropout embedding per row

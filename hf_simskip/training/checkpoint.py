@@ -10,6 +10,16 @@ Every checkpoint belongs to a run: ``trainer_state.json`` holds the run's finger
 decides the trajectory: the training arguments, the head, the data) and the configuration behind it.
 Only the run's own checkpoints are pruned or resumed; resuming another configuration's checkpoint is
 an error that names what differs.
+
+**Several machines.** Every process writes its own files (``random_states_{rank}.pkl``,
+``augmentation_rng_{rank}.pt``) into the folder it sees. The files of the whole run (accelerate's model, optimizer
+and scheduler states, ``best_head.pt``, ``trainer_state.json``, the rename, ``latest`` and the pruning) are written by
+one process per disk (:func:`disk_writer`): the global main process when every process sees the same
+``checkpoints`` folder (a shared disk: nothing is written twice), else the local main process of every node, into
+its node's folder, so that every node can resume from its own ``output_dir``. Found out at each save, as the
+embedding cache does (a marker file, then which processes see which). A resume agrees across processes: it loads
+the newest checkpoint that is complete on every node (a node killed between the save and its rename falls back with
+the others), and a checkpoint that cannot be read on one process makes every process try the previous one.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -160,23 +171,97 @@ def resolve_checkpoint(spec: str, output_dir, run_fp: str | None = None, config:
     return list(reversed(mine))
 
 
+def _gather(accelerator, value) -> list:
+    """Every process's ``value``, in process order (``[value]`` with one process)."""
+    if accelerator.num_processes == 1:
+        return [value]
+    from accelerate.utils import gather_object
+
+    return gather_object([value])
+
+
+def _from_main(accelerator, value):
+    """The main process's ``value`` on every process."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box = [value if accelerator.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+PROBE = ".writer-probe-"
+_told: set[tuple[str, bool]] = set()  # (folder, shared) already logged
+
+
+def disk_writers(accelerator, folder) -> list[int]:
+    """For every process (in rank order), the rank that writes the run's files into the copy of ``folder`` that this
+    process sees: the lowest-ranked local main process whose marker file it sees in ``folder``. On one disk shared by
+    all that is process 0 for everyone; with a disk per node it is every node's local main process (nodes that share
+    a disk among themselves share its writer too). Collective: every process must call it. ``folder`` is created."""
+    folder, rank = Path(folder), accelerator.process_index
+    if accelerator.num_processes == 1:
+        return [rank]
+    token = _from_main(accelerator, uuid.uuid4().hex[:12])
+    marker = folder / f"{PROBE}{token}-{rank}"
+    if accelerator.is_local_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text("written to find out which processes share this folder; removed at once\n")
+    accelerator.wait_for_everyone()
+    prefix = f"{PROBE}{token}-"
+    # listdir rather than exists(): it refreshes a network file system's view of the folder
+    seen = [int(n[len(prefix) :]) for n in os.listdir(folder) if n.startswith(prefix)] if folder.is_dir() else []
+    writers = _gather(accelerator, min(seen) if seen else None)
+    accelerator.wait_for_everyone()
+    if accelerator.is_local_main_process:
+        marker.unlink(missing_ok=True)
+    blind = [r for r, w in enumerate(writers) if w is None]
+    if blind:
+        raise ValueError(
+            f"process {blind[0]} does not see the folder {str(folder)!r} that the first process of its node writes to: "
+            "every process of a node must be given the same output_dir"
+        )
+    return writers
+
+
+def disk_writer(accelerator, folder) -> bool:
+    """Whether this process writes the run's files into its copy of ``folder`` (see :func:`disk_writers`)."""
+    writers = disk_writers(accelerator, folder)
+    shared = len(set(writers)) == 1
+    if (str(folder), shared) not in _told and accelerator.is_main_process and accelerator.num_processes > 1:
+        _told.add((str(folder), shared))
+        how = "shared by every process: process 0 writes" if shared else "not shared by all nodes: each node writes"
+        logger.info("%s is %s the run's files (ranks %s)", folder, how, sorted(set(writers)))
+    return writers[accelerator.process_index] == accelerator.process_index
+
+
 def save_checkpoint(
     accelerator, output_dir, state: dict, generator: torch.Generator, total_limit: int | None, best_weights=None
 ):
     """Save model/optimizer/scheduler/RNG (accelerate) + the augmentation generator + ``state`` + the best
     candidate's weights (``best_weights``, a state_dict or None) atomically; keep the last ``total_limit``
-    checkpoints of this run (state["run_fingerprint"])."""
+    checkpoints of this run (state["run_fingerprint"]). With a disk per node, every node's local main process
+    writes its node's copy (module docstring)."""
     root = checkpoints_dir(output_dir)
     final = root / f"step_{state['global_step']}"
     tmp = root / f"step_{state['global_step']}.tmp"
-    if accelerator.is_main_process:
+    writes = disk_writer(accelerator, root)
+    if writes:
         shutil.rmtree(tmp, ignore_errors=True)  # a leftover of a crash during an earlier save
         root.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    # accelerate writes the model, optimizer and scheduler from the main process, or (save_on_each_node) from every
+    # local main process: from exactly this disk's writer, then
+    config = accelerator.project_configuration
+    each_node, config.save_on_each_node = config.save_on_each_node, writes
+    try:
+        accelerator.save_state(str(tmp))
+    finally:
+        config.save_on_each_node = each_node
     torch.save(generator.get_state(), tmp / f"augmentation_rng_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if writes:
         if best_weights is not None:
             torch.save(best_weights, tmp / BEST_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")  # written last: completeness mark
@@ -186,6 +271,8 @@ def save_checkpoint(
         if total_limit:
             for old in list_checkpoints(output_dir, state.get("run_fingerprint"))[:-total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
+        if not accelerator.is_main_process:
+            logger.info("saved this node's copy of %s", final, main_process_only=False)
     accelerator.wait_for_everyone()
     return final
 
@@ -205,28 +292,75 @@ def load_checkpoint(accelerator, path: Path, generator: torch.Generator) -> tupl
     return state, best
 
 
+def _agreed(accelerator, candidates: list[Path], output_dir) -> list[Path]:
+    """The candidates (this process's paths) that every process has, in the main process's order of preference.
+    With a disk per node a node killed between a save and its rename lacks the newest checkpoint: all fall back."""
+    names = _gather(accelerator, [p.name for p in candidates])
+    common = [n for n in names[0] if all(n in other for other in names)]
+    if any(names) and not common:
+        have = "; ".join(f"process {r}: {', '.join(n) or 'none'}" for r, n in enumerate(names))
+        raise ValueError(
+            f"no checkpoint in {checkpoints_dir(output_dir)} is complete on every node ({have}): copy one to every "
+            "node's output_dir, or start over in another output_dir"
+        )
+    if common[:1] != names[0][:1]:
+        logger.warning(
+            "checkpoint %s is not complete on every node: every process resumes from %s",
+            names[0][0],
+            common[0],
+            main_process_only=True,
+        )
+    mine = {p.name: p for p in candidates}
+    return [mine[n] for n in common]
+
+
 def resume_state(resume_from, output_dir, accelerator, generator, run_fp: str, config: dict):
     """(TrainState, torch RNG state as saved or None when starting fresh, the best candidate's weights or None).
-    A checkpoint that fails to load (a truncated file) is reported and the previous complete one of this run is
-    tried."""
+    Every process resumes from the same step: the newest checkpoint of this run complete on every node; one that
+    fails to load on any process (a truncated file) is reported and every process tries the previous one.
+    Collective (an error on one process is raised on every process)."""
     state = TrainState(run_fingerprint=run_fp, run_config=config)
     if not resume_from:
         return state, None, None
-    candidates = resolve_checkpoint(resume_from, output_dir, run_fp, config)
+    try:
+        candidates, failure = resolve_checkpoint(resume_from, output_dir, run_fp, config), None
+    except ValueError as err:
+        candidates, failure = [], str(err)
+    failures = [f for f in _gather(accelerator, failure) if f]
+    if failures:
+        raise ValueError(failures[0])
+    candidates = _agreed(accelerator, candidates, output_dir)
     if not candidates:
         logger.warning("no checkpoint to resume from in %s: starting fresh", output_dir, main_process_only=True)
         return state, None, None
     errors = []
     for path in candidates:
+        outcome = None
         try:
             loaded, best = load_checkpoint(accelerator, path, generator)
-        except ValueError:
-            raise
+        except ValueError as err:
+            outcome = ("refused", str(err))
         except Exception as err:  # noqa: BLE001 (any unreadable file: torch, safetensors, pickle, OS errors)
-            errors.append(f"{path.name}: {type(err).__name__}: {err}")
-            logger.warning("checkpoint %s could not be loaded (%s); trying the previous one", path, err)
+            outcome = ("unreadable", f"{type(err).__name__}: {err}")
+        outcomes = _gather(accelerator, outcome)
+        refused = [msg for o in outcomes if o and o[0] == "refused" for msg in o[1:]]
+        if refused:
+            raise ValueError(refused[0])
+        unreadable = [(r, o[1]) for r, o in enumerate(outcomes) if o]
+        if unreadable:
+            r, msg = unreadable[0]
+            where = f" on process {r}" if accelerator.num_processes > 1 else ""
+            errors.append(f"{path.name}{where}: {msg}")
+            logger.warning(
+                "checkpoint %s could not be loaded%s (%s); trying the previous one",
+                path,
+                where,
+                msg,
+                main_process_only=True,
+            )
             continue
-        logger.info("resumed from %s at step %d", path, loaded["global_step"], main_process_only=True)
+        if accelerator.is_local_main_process:  # one line per machine: each may have read its own copy
+            logger.info("resumed from %s at step %d", path, loaded["global_step"], main_process_only=False)
         # the torch RNG as saved (accelerate restored it): dropout draws from it
         return TrainState.from_dict({**asdict(state), **loaded}), torch.get_rng_state(), best
     raise ValueError(f"no checkpoint in {checkpoints_dir(output_dir)} could be loaded: {'; '.join(errors)}")
@@ -322,7 +456,8 @@ def check_writable(folder, what: str) -> None:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
+        # unique across machines: processes of two nodes on one shared disk can have the same pid
+        probe = folder / f".write-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:

@@ -370,9 +370,19 @@ def check_finite(head, losses, step: int, args) -> None:
         )
 
 
+NEIGHBOR_CHUNK = 4096  # rows of the table read at a time, and rows of the (chunk, n) similarity block
+
+
 def _partners(embeddings, args, partners):
     if args.positives == "neighbor":  # the index of every row's nearest other row, by the embedding x
-        return nearest_other_index(split_inputs(torch.as_tensor(embeddings[:]))[0])
+        # x alone, read a chunk of rows at a time: a layer-aware table's (n, 1 + L, d) is never in memory at once
+        x = None
+        for start in range(0, len(embeddings), NEIGHBOR_CHUNK):
+            rows = split_inputs(torch.as_tensor(embeddings[start : start + NEIGHBOR_CHUNK]).float())[0]  # (chunk, d)
+            if x is None:
+                x = rows.new_empty((len(embeddings), rows.shape[-1]))  # (n, d)
+            x[start : start + len(rows)] = rows
+        return nearest_other_index(x, NEIGHBOR_CHUNK)
     if args.positives != "dropout":
         if partners is not None:
             raise ValueError(f"partners were given but positives={args.positives!r}; use positives='dropout'")

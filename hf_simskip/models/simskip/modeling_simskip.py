@@ -7,6 +7,7 @@ torch, transformers, the standard library and relative imports, so
 
 from __future__ import annotations
 
+import array
 import contextlib
 import importlib
 import json
@@ -22,6 +23,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput, cached_file
+from transformers.utils import logging as hf_logging
 from transformers.utils.logging import tqdm
 
 from .configuration_simskip import SimSkipConfig
@@ -292,9 +294,12 @@ class SimSkipModel(PreTrainedModel):
                 "this model has no tokenizer: load it from a folder saved with one, or set model.tokenizer"
             )
         device = torch.device(device) if device is not None else self.device
-        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+        # longest first, ties in input order: 8 bytes per sentence (an int64 array), not a list of Python ints
+        lengths = array.array("q", map(len, sentences))  # (n,) int64, read in place below (frombuffer: no copy)
+        lengths = torch.frombuffer(lengths, dtype=torch.int64) if sentences else torch.zeros(0, dtype=torch.int64)
+        order = torch.argsort(-lengths, stable=True)  # (n,) int64
         for start in tqdm(range(0, len(order), batch_size), desc="Batches", disable=not show_progress_bar):
-            positions = order[start : start + batch_size]
+            positions = order[start : start + batch_size].tolist()
             feats = self.tokenizer(
                 [sentences[i] for i in positions],
                 padding=True,
@@ -412,11 +417,27 @@ class SimSkipModel(PreTrainedModel):
         # folders saved before the refiner was renamed hold its weights as head.encoder.*
         kwargs.setdefault("key_mapping", LEGACY_KEYS)
         wants_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        # transformers logs a multi-line load report (missing/unexpected keys) while loading: held back, and shown
+        # after the load unless the folder is refused below (then the one-line error says it all)
+        held = _HeldRecords()
+        report_logger = hf_logging.get_logger("transformers.modeling_utils")
+        report_logger.addFilter(held)
+        loaded = False
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
+            loaded = True
+        finally:
+            report_logger.removeFilter(held)
+            if not loaded:  # transformers' own error: its report explains it
+                held.release(report_logger)
         # transformers initialises a tensor the file lacks at random and only logs it: a SimSkip folder is
         # complete or refused, so that a damaged or truncated save never gives silently different embeddings
         missing = sorted(info.get("missing_keys") or ())
-        if missing:
+        if not missing:
+            held.release(report_logger)  # e.g. unexpected keys: transformers' report is shown as usual
+        else:  # refused: the one-line error below names the tensors
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise ValueError(
                 f"{pretrained_model_name_or_path}: the weights lack {len(missing)} tensor(s) of this SimSkip model "
@@ -430,6 +451,24 @@ class SimSkipModel(PreTrainedModel):
             except (OSError, ValueError) as err:
                 logger.warning("no tokenizer beside %s (%s): encode() needs one", pretrained_model_name_or_path, err)
         return (model, info) if wants_info else model
+
+
+class _HeldRecords(logging.Filter):
+    """A logging filter that holds back every record of the logger it is added to, to be shown later or dropped."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record) -> bool:
+        self.records.append(record)
+        return False
+
+    def release(self, target: logging.Logger) -> None:
+        """Log the held records through ``target`` (after this filter is removed from it), once."""
+        records, self.records = self.records, []
+        for record in records:
+            target.handle(record)
 
 
 def _hub_id(name) -> str:

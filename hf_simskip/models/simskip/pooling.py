@@ -22,7 +22,11 @@ ST_POOLING_KEYS = {  # sentence-transformers Pooling config key -> our pooling n
 def pool(
     mode: str, last_hidden_state: torch.Tensor, attention_mask: torch.Tensor, pooler_output: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """(batch, seq, d) token states -> (batch, d), as sentence-transformers / SimCSE pool them."""
+    """(batch, seq, d) token states -> (batch, d), as sentence-transformers / SimCSE pool them. Under autocast the
+    states (float16/bfloat16) are pooled in float32: a mean over a sentence's tokens summed in bfloat16 loses
+    digits that float32 keeps, and the pooled rows are all that is cached of the backbone."""
+    last_hidden_state = _float32_under_autocast(last_hidden_state)
+    pooler_output = _float32_under_autocast(pooler_output)
     mask = attention_mask.unsqueeze(-1).to(last_hidden_state.dtype)  # (batch, seq, 1)
     if mode == "cls":
         if pooler_output is None:
@@ -41,6 +45,14 @@ def pool(
         last = attention_mask.sum(1).long() - 1  # right padding: index of the last real token
         return last_hidden_state[torch.arange(last_hidden_state.shape[0]), last]
     raise ValueError(f"unknown pooling {mode!r}")
+
+
+def _float32_under_autocast(states: torch.Tensor | None) -> torch.Tensor | None:
+    """``states`` upcast to float32 when autocast made them float16/bfloat16; else as they are (a model cast to half
+    on purpose, without autocast, keeps its dtype end to end)."""
+    if states is None or states.dtype not in (torch.float16, torch.bfloat16):
+        return states
+    return states.float() if torch.is_autocast_enabled(states.device.type) else states
 
 
 def pool_layers(mode: str, hidden_states, attention_mask: torch.Tensor, layers) -> torch.Tensor:
