@@ -32,7 +32,15 @@ from hf_simskip.evaluation import TASKS, evaluate, load_task, unique_sentences
 from hf_simskip.files import write_json
 from hf_simskip.models.simskip.modeling_simskip import PACKAGED_BACKBONE_ID
 from hf_simskip.paths import resolve_data_dir
-from hf_simskip.training import HeadTrainingArguments, build_embedding_cache, load_corpus, stsb_dev_fn, train_head
+from hf_simskip.training import (
+    DevSignal,
+    HeadTrainingArguments,
+    build_embedding_cache,
+    load_corpus,
+    stsb_dev_fn,
+    train_head,
+)
+from hf_simskip.training.dev import DEV_SPLITS
 
 from controls import LayerControl, PostHocRefiner
 
@@ -49,6 +57,8 @@ class RunSpec:
     train: HeadTrainingArguments keyword arguments (the views, the loss and the optimisation);
     control: identity, standardize, whiten, whiten-256, abtt-3, ... (on x), or concat / mean / pca (on the
     hidden layers, with ``parts`` like ["x", "0.5*L4"], and for pca ``dim`` and ``weight``).
+    dev: how a trained row selects its head: "sts" (the recipe's DevSignal: STS-B dev and SICK-R trial as
+    constraints, the largest weight of u they allow) or "stsb-max" (the STS-B dev score alone, hf_simskip 0.2).
     """
 
     name: str
@@ -61,8 +71,11 @@ class RunSpec:
     parts: list | None = None
     dim: int = 384
     weight: float = 0.5
+    dev: str = "sts"
 
     def __post_init__(self):
+        if self.dev not in ("sts", "stsb-max"):
+            raise ValueError(f"run {self.name!r}: dev must be 'sts' or 'stsb-max', got {self.dev!r}")
         if self.corpus not in ("default", "transductive"):
             raise ValueError(f"run {self.name!r}: corpus must be 'default' or 'transductive', got {self.corpus!r}")
         if self.control is None:
@@ -97,11 +110,14 @@ def train_on_embeddings(
 
     torch.manual_seed(seed)
     model = SimSkipModel(SimSkipConfig(embedding_dim=x.shape[-1], **{**spec.head, "layers": layers}))
-    dev_fn = stsb_dev_fn(*dev_pairs) if dev_pairs is not None else None
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = train_head(
-            model.head, x, spec.training_args(seed, tmp), Accelerator(cpu=True), dev_fn, partners=partners
-        )
+        args = spec.training_args(seed, tmp)
+        dev_fn = None
+        if dev_pairs is not None and spec.dev == "stsb-max":
+            dev_fn = stsb_dev_fn(*dev_pairs["stsb"])
+        elif dev_pairs is not None:
+            dev_fn = DevSignal(dev_pairs, args.dev_tolerance, args.layer_scales)
+        metrics = train_head(model.head, x, args, Accelerator(cpu=True), dev_fn, partners=partners)
     metrics.pop("args", None)
     return model.eval(), metrics
 
@@ -180,7 +196,7 @@ def refine_all(spec: RunSpec, seed: int, corpus: np.ndarray, everything: np.ndar
     default = None if spec.head.get("output") == "concat" else list(range(everything.shape[1] - 2))
     layers = spec.head.get("layers", default)
     pick = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(Stacks.head_input(a, layers)))  # noqa: E731
-    dev_pairs = (pick(dev[0]), pick(dev[1]), dev[2])
+    dev_pairs = {name: (pick(a), pick(b), gold) for name, (a, b, gold) in dev.items()}
     model, metrics = train_on_embeddings(pick(corpus), spec, seed, dev_pairs, pick(partners), layers=layers)
     return model.refine(pick(everything)), {"training": metrics}
 
@@ -201,8 +217,14 @@ def run_grid(args) -> None:
     )
     stacks = Stacks(table, sentences)
     everything = stacks.rows(sentences)  # (N, 1 + H, d)
-    dev = load_task("STSB", data_dir).splits["dev"]
-    dev_rows = (stacks.rows(dev.pairs[0]), stacks.rows(dev.pairs[1]), np.asarray(dev.labels, dtype=float))
+    dev_rows = {}  # the dev signals' pairs (STS-B dev, SICK-R trial), as the recipe reads them
+    for name, (task, split) in DEV_SPLITS.items():
+        pairs = load_task(task, data_dir).splits[split]
+        dev_rows[name] = (
+            stacks.rows(pairs.pairs[0]),
+            stacks.rows(pairs.pairs[1]),
+            np.asarray(pairs.labels, dtype=float),
+        )
     dropout = {}
     for spec in specs:
         for seed in [0] if spec.control else spec.seeds or seeds:

@@ -446,14 +446,14 @@ def card_parser(sub):
         ],
     )
     _folder_and_repo_arguments(p, repo_help="Hub id shown in the usage snippet", required=False)
-    for name in ("results", "baseline-results", "training-args", "corpus"):
-        p.add_argument(f"--{name}", default=None, help="JSON file (default: the one in FOLDER, if any)")
+    for name in ("results", "baseline-results", "training-args", "corpus", "metrics"):
+        p.add_argument(f"--{name}", default=None, help="JSON file (default: the one in FOLDER or its run folder)")
 
 
 def card(args) -> int:
-    from .sharing.model_card import RECORD_FILES, write_card_for_folder
+    from .sharing.model_card import OUTCOME_FILES, RECORD_FILES, write_card_for_folder
 
-    records = {k: getattr(args, k) for k in RECORD_FILES if getattr(args, k) is not None}
+    records = {k: getattr(args, k) for k in {**RECORD_FILES, **OUTCOME_FILES} if getattr(args, k) is not None}
     _out(f"wrote {write_card_for_folder(args.folder, repo_id=args.repo_id, **records)}")
     return 0
 

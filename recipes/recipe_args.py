@@ -108,8 +108,16 @@ class DataArguments:
         },
     )
     encode_batch_size: int = field(default=64, metadata={"help": "sentences per backbone forward when caching"})
-    dev_signal: str = field(default="stsb", metadata={"help": "stsb (STS-B dev Spearman) | none"})
-    max_dev_pairs: int | None = field(default=None, metadata={"help": "use only the first N STS-B dev pairs (tests)"})
+    dev_signal: str = field(
+        default="sts",
+        metadata={
+            "help": "sts: STS-B dev and SICK-R trial (the similarity geometry every candidate must keep, see "
+            "--dev_tolerance and --layer_scales) | stsb: STS-B dev alone | none: no selection, the last step is kept"
+        },
+    )
+    max_dev_pairs: int | None = field(
+        default=None, metadata={"help": "use only the first N pairs of each dev split (tests)"}
+    )
 
 
 @dataclass
@@ -210,8 +218,8 @@ def validate(args: RecipeArguments) -> RecipeArguments:
         )
     if data_args.cache_dtype not in CACHE_DTYPES:
         raise ValueError(f"cache_dtype must be one of {list(CACHE_DTYPES)}, got {data_args.cache_dtype!r}")
-    if data_args.dev_signal not in ("stsb", "none"):
-        raise ValueError(f"dev_signal must be 'stsb' or 'none', got {data_args.dev_signal!r}")
+    if data_args.dev_signal not in ("sts", "stsb", "none"):
+        raise ValueError(f"dev_signal must be 'sts', 'stsb' or 'none', got {data_args.dev_signal!r}")
     if data_args.encode_batch_size < 1:
         raise ValueError(f"encode_batch_size must be >= 1, got {data_args.encode_batch_size!r}")
     data_dir = find_data_dir(data_args.data_dir)  # a named folder that does not exist: FileNotFoundError

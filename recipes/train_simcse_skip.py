@@ -17,6 +17,7 @@ them), the --method preset, an optional --config YAML and the command line, in t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from accelerate.utils import set_seed
 from hf_simskip import SimSkipModel
 from hf_simskip.files import replace_dir, temp_dir_beside, write_json, write_text
 from hf_simskip.sharing.model_card import write_model_card
-from hf_simskip.training import build_embedding_cache, load_corpus, stsb_dev_fn, stsb_dev_pairs, train_head
+from hf_simskip.training import DevSignal, build_embedding_cache, dev_pairs, load_corpus, train_head
 from hf_simskip.training.checkpoint import disk_writer, earlier_run, remove_earlier_run
 from hf_simskip.training.runtime import cpu_threads, hide_gpus_for_cpu_runs
 from hf_simskip.training.simcse import simcse_finetune
@@ -55,13 +56,19 @@ def build_model(model_args: ModelArguments) -> SimSkipModel:
     return model
 
 
-def make_dev_fn(model, data_args: DataArguments, cache_args: dict, accelerator):
-    """STS-B dev Spearman (x100) of the cosine of refined embeddings; raw dev embeddings cached once, keyed like
-    the corpus cache (``cache_args``: the same backbone weights and stage-0 key)."""
-    a, b, gold = stsb_dev_pairs(data_args.data_dir, data_args.max_dev_pairs)
-    xa, _ = build_embedding_cache(model, a, **cache_args, name="stsb-dev-a")
-    xb, _ = build_embedding_cache(model, b, **cache_args, name="stsb-dev-b")
-    return stsb_dev_fn(xa, xb, gold, accelerator.device)
+def make_dev_fn(model, data_args: DataArguments, train_args, cache_args: dict, accelerator) -> DevSignal:
+    """The dev signal (hf_simskip.training.dev): STS-B dev and SICK-R trial Spearman of the refined embeddings'
+    cosine as constraints, and the weight of u a candidate can carry within them. The raw dev embeddings are cached
+    once, keyed like the corpus cache (``cache_args``: the same backbone weights and stage-0 key)."""
+    pairs = dev_pairs(data_args.data_dir, data_args.max_dev_pairs)
+    if data_args.dev_signal == "stsb":
+        pairs = {"stsb": pairs["stsb"]}
+    cached = {}
+    for name, (a, b, gold) in pairs.items():
+        xa, _ = build_embedding_cache(model, a, **cache_args, name=f"{name}-dev-a")
+        xb, _ = build_embedding_cache(model, b, **cache_args, name=f"{name}-dev-b")
+        cached[name] = (xa, xb, gold)
+    return DevSignal(cached, train_args.dev_tolerance, train_args.layer_scales, accelerator.device)
 
 
 def prepare_corpus(data_args: DataArguments, seed: int) -> tuple[list[str], dict]:
@@ -82,13 +89,16 @@ def prepare_corpus(data_args: DataArguments, seed: int) -> tuple[list[str], dict
     return sentences, corpus
 
 
-def save_outputs(model, metrics: dict, args: RecipeArguments, out: Path, earlier: dict | None = None) -> None:
+def save_outputs(
+    model, metrics: dict, args: RecipeArguments, out: Path, earlier: dict | None = None, autocast=contextlib.nullcontext
+) -> None:
     """The run's outputs, replacing an earlier run's only once they all exist. Everything is first written into a
     staging folder beside them (``.run.tmp-*``): the records (training_config.yaml, corpus.json), the model in
     final/ (evaluated there if asked), metrics.json, and final/'s card, rendered last from them. Then they are
     renamed into place: final/ (an earlier final/ is renamed aside and deleted only once the new one is there),
     corpus.json, training_config.yaml, metrics.json last. ``earlier`` (an overwrite_output_dir run: what the
-    earlier run left in checkpoints/, taken before this run started): removed only then."""
+    earlier run left in checkpoints/, taken before this run started): removed only then. ``autocast``: the run's
+    mixed-precision context, for the encode of --eval_after_training."""
     data_args, run_args = args.data, args.run
     stage = temp_dir_beside(out / "run")
     staged = stage / "final"
@@ -99,7 +109,8 @@ def save_outputs(model, metrics: dict, args: RecipeArguments, out: Path, earlier
         if run_args.eval_after_training:
             from hf_simskip.evaluation import evaluate, save_results
 
-            metrics["eval"] = evaluate(model.encode, data_dir=data_args.data_dir, mode="fast")
+            with autocast():  # the backbone's forward in the run's precision (bf16/fp16 when asked)
+                metrics["eval"] = evaluate(model.encode, data_dir=data_args.data_dir, mode="fast")
             save_results(metrics["eval"], staged / "eval_results.json")
         write_json(stage / "metrics.json", metrics)
         write_model_card(model, staged)  # its records: staged/ (eval results), then stage/ (this run's)
@@ -179,7 +190,9 @@ def main(argv=None):
         partners, corpus["dropout_cache"] = build_embedding_cache(
             model, sentences, **cache_args, name="corpus-dropout", dropout_seed=train_args.seed
         )
-    dev_fn = make_dev_fn(model, data_args, cache_args, accelerator) if data_args.dev_signal == "stsb" else None
+    dev_fn = (
+        make_dev_fn(model, data_args, train_args, cache_args, accelerator) if data_args.dev_signal != "none" else None
+    )
 
     # --- stage 2: the head --------------------------------------------------------------------
     if run_args.report_to != "none":
@@ -206,7 +219,7 @@ def main(argv=None):
     accelerator.wait_for_everyone()
     writes = disk_writer(accelerator, out)  # collective: this node's writer when the disk is not shared
     if accelerator.is_main_process:
-        save_outputs(model, metrics, args, out, earlier)
+        save_outputs(model, metrics, args, out, earlier, autocast=accelerator.autocast)
     accelerator.wait_for_everyone()
     if writes and not accelerator.is_main_process:  # another node's own disk
         if earlier is not None:  # overwrite_output_dir: what the earlier run left on this node goes now, too

@@ -168,6 +168,22 @@ COMMANDS: dict[str, Run | Skip] = {
     "recipes/configs/simcse_bert_base.yaml": Skip(f"a GPU with bf16, and {NETWORK} (SimCSE BERT-base from the Hub)"),
     "ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 recipes/train_simcse_skip.py": RECIPE,
     "accelerate config": Skip("an interactive questionnaire"),
+    "accelerate launch --multi_gpu --num_machines 2 --num_processes 8 --machine_rank 0 --main_process_ip 10.0.0.1 "
+    "--main_process_port 29500 recipes/train_simcse_skip.py --output_dir /data/simskip": Skip(
+        "needs 2 machines with GPUs"
+    ),
+    "accelerate launch --multi_gpu --num_machines 2 --num_processes 8 --machine_rank 1 --main_process_ip 10.0.0.1 "
+    "--main_process_port 29500 recipes/train_simcse_skip.py --output_dir /data/simskip": Skip(
+        "needs 2 machines with GPUs"
+    ),
+    "ACCELERATE_USE_CPU=1 torchrun --nnodes 2 --nproc_per_node 1 --node_rank 0 --master_addr 127.0.0.1 --master_port "
+    "29500 recipes/train_simcse_skip.py --output_dir out/node0": Skip(
+        "two launches at once; tests/test_training_multinode.py runs them"
+    ),
+    "ACCELERATE_USE_CPU=1 torchrun --nnodes 2 --nproc_per_node 1 --node_rank 1 --master_addr 127.0.0.1 --master_port "
+    "29500 recipes/train_simcse_skip.py --output_dir out/node1": Skip(
+        "two launches at once; tests/test_training_multinode.py runs them"
+    ),
     "accelerate launch --multi_gpu --num_processes 4 recipes/train_simcse_skip.py": Skip("needs 4 GPUs"),
     "accelerate launch --config_file recipes/accelerate/multi_gpu.yaml --num_processes 4 recipes/train_simcse_skip.py": (
         Skip("needs 4 GPUs")

@@ -35,7 +35,7 @@ def test_training_on_cached_embeddings_keeps_the_dev_best_head():
         head={"zero_init": True},
         train={"num_train_epochs": 2, "per_device_train_batch_size": 64, "eval_steps": 4},
     )
-    model, metrics = train_on_embeddings(x, spec, seed=0, dev_pairs=(a, b, gold))
+    model, metrics = train_on_embeddings(x, spec, seed=0, dev_pairs={"stsb": (a, b, gold)})
     assert metrics["global_step"] == 16 and metrics["best_dev_score"] >= metrics["initial_dev_score"]
     assert model.refine(x[:5]).shape == (5, 16)
 

@@ -353,3 +353,20 @@ def test_encode_arguments_are_checked(layered_model):
     with pytest.raises(ValueError, match="same width"):
         layered_model.similarity(np.zeros((2, 4)), np.zeros((2, 5)))
     assert layered_model.encode([], precision="binary").shape == (0, 8)
+
+
+def test_encode_runs_the_backbone_under_the_callers_autocast(tiny_backbone):
+    """issue 19: a bf16 run encodes in bf16 (the recipe wraps encode in accelerator.autocast()); the embeddings
+    agree with float32 ones to a cosine >= 0.999."""
+    from utils import tiny_simskip
+
+    model = tiny_simskip(tiny_backbone, layers=[0, 1])
+    seen = []
+    hook = model.encoder.encoder.layer[0].output.dense.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    sentences = ["the movie was good", "what is a film", "hello world and more words here"]
+    full = model.encode(sentences, convert_to_tensor=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = model.encode(sentences, convert_to_tensor=True)
+    hook.remove()
+    assert seen[0] == torch.float32 and seen[-1] == torch.bfloat16
+    assert torch.nn.functional.cosine_similarity(full.float(), half.float()).min() >= 0.999

@@ -180,11 +180,14 @@ def test_push_after_the_training_recipe_layout(fake_hub, tiny_backbone, tmp_path
     (tmp_path / "out" / "training_config.yaml").write_text("learning_rate: 0.0003\nnum_train_epochs: 3\n")
     (tmp_path / "out" / "corpus.json").write_text(json.dumps({"sentences": 1234, "source": "senteval"}))
     (tmp_path / "out" / "final" / "eval_results.json").write_text(json.dumps(results_json()))
+    metrics = {"kept": "initial", "best_step": 0, "best_dev_score": 86.8, "global_step": 12, "dev_scores": {}}
+    (tmp_path / "out" / "metrics.json").write_text(json.dumps(metrics))
     model.push_to_hub("org/run", private=False)
     files = fake_hub.commits[0]["files"]
-    assert set(files) == MODEL_FILES | {"eval_results.json", "corpus.json", "training_config.yaml"}
+    assert set(files) == MODEL_FILES | {"eval_results.json", "corpus.json", "training_config.yaml", "metrics.json"}
     card = ModelCard(files["README.md"].decode())
     assert "| epochs | 3 |" in card.text and "sentences 1234" in card.text
+    assert "Closed-form, not trained" in card.text  # the training outcome travels with the upload
     assert card.data.eval_results is not None
 
     (tmp_path / "out" / "final" / "eval_results.json").write_text("{broken")

@@ -75,9 +75,14 @@ def objective_and_grads(head, rows):
 def training_args(out, batch, steps):
     from hf_simskip.training import HeadTrainingArguments
 
-    # the default layer-aware objective (distillation + reconstruction), no views, no dev signal
+    # the default layer-aware objective (distillation), plus reconstruction, no views, no dev signal
     return HeadTrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=batch, max_steps=steps, logging_steps=1, learning_rate=1e-2
+        output_dir=str(out),
+        per_device_train_batch_size=batch,
+        max_steps=steps,
+        logging_steps=1,
+        learning_rate=1e-2,
+        reconstruction_weight=1.0,
     )
 
 

@@ -166,8 +166,8 @@ def layer_head(**kw):
 
 
 def test_a_layer_aware_head_trains_its_branch_by_default_and_keeps_f_the_identity(tmp_path):
-    """The default loss of a layer-aware head (distillation + reconstruction, no NT-Xent): the branch and its
-    decoder learn, the gate opens after the identity was scored, the untouched refiner and projector stay
+    """The default loss of a layer-aware head (distillation, here with reconstruction, no NT-Xent): the branch and
+    its decoder learn, the gate opens after the identity was scored, the untouched refiner and projector stay
     as they were (frozen for the run, trainable again afterwards)."""
     h, x = layer_head(), layer_data()
     before = {k: v.clone() for k, v in h.state_dict().items()}
@@ -177,7 +177,7 @@ def test_a_layer_aware_head_trains_its_branch_by_default_and_keeps_f_the_identit
         scored_gates.append(float(module.layer_branch.gate))
         return float(len(scored_gates))  # every later candidate scores higher: the trained head is kept
 
-    m = train_head(h, x, args(tmp_path, max_steps=12), Accelerator(cpu=True), dev_fn=dev_fn)
+    m = train_head(h, x, args(tmp_path, max_steps=12, reconstruction_weight=1.0), Accelerator(cpu=True), dev_fn=dev_fn)
     assert scored_gates[0] == 0.0 and scored_gates[-1] == 1.0 and h.layer_branch.is_open
     after = h.state_dict()
     for name in ("layer_branch.net.0.weight", "layer_branch.closed_form.weight", "layer_decoder.weight"):
@@ -208,7 +208,7 @@ def test_loss_weights_per_head_kind_and_nothing_to_train(tmp_path):
     plain, layered = head().config, layer_head().config
     assert SimSkipObjective(a, plain).weights["nt_xent"] == 1.0
     weights = SimSkipObjective(a, layered).weights
-    assert weights["nt_xent"] == 0.0 and weights["distillation"] == weights["reconstruction"] == 1.0
+    assert weights["nt_xent"] == 0.0 and weights["distillation"] == 1.0 and weights["reconstruction"] == 0.0
     assert SimSkipObjective(args(tmp_path, contrastive_weight=0.5), layered).weights["nt_xent"] == 0.5
     with pytest.raises(ValueError, match="every loss weight is 0 for a head without layers"):
         SimSkipObjective(args(tmp_path, contrastive_weight=0.0), plain)
@@ -221,7 +221,7 @@ def test_loss_weights_per_head_kind_and_nothing_to_train(tmp_path):
 @pytest.mark.parametrize("layers", [[0, 1, 2], None])
 def test_the_models_loss_is_the_trained_loss(tmp_path, layers):
     """forward(return_loss=True) and train_head compute the same objective on the same batch: the default of a
-    layer-aware head (distillation + reconstruction) and the paper's NT-Xent of two views."""
+    layer-aware head (distillation) and the paper's NT-Xent of two views."""
     config = SimSkipConfig(embedding_dim=D, layers=layers, layer_hidden_dim=32, dropout=0.0)
     x = layer_data() if layers else data()
     train_args = args(tmp_path, max_steps=1, per_device_train_batch_size=32, logging_steps=1)

@@ -144,15 +144,25 @@ def mrpc_f1(yhat, y) -> float:
     return round(100 * float(f1_score(y, yhat)), 2)
 
 
-def sts_scores(a, b, gold) -> dict:
-    from scipy.stats import pearsonr, spearmanr
-
+def _cosines(a, b) -> np.ndarray:
     an = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
     bn = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
-    cos = (an * bn).sum(1)
+    return (an * bn).sum(1)
+
+
+def cosine_spearman(a, b, gold) -> float:
+    """Spearman x100 of the pairs' cosine similarities against the gold scores, unrounded (the training's dev
+    signal uses it); NaN when the cosines do not rank the pairs (all equal)."""
+    from scipy.stats import spearmanr
+
+    cos = _cosines(a, b)
+    return float("nan") if np.ptp(cos) == 0 else 100 * float(spearmanr(cos, gold)[0])
+
+
+def sts_scores(a, b, gold) -> dict:
+    from scipy.stats import pearsonr
+
+    cos = _cosines(a, b)
     if np.ptp(cos) == 0:  # no ranking to correlate: undefined (the evaluator refuses it, naming the task)
         return {"spearman": float("nan"), "pearson": float("nan")}
-    return {
-        "spearman": round(100 * float(spearmanr(cos, gold)[0]), 2),
-        "pearson": round(100 * float(pearsonr(cos, gold)[0]), 2),
-    }
+    return {"spearman": round(cosine_spearman(a, b, gold), 2), "pearson": round(100 * float(pearsonr(cos, gold)[0]), 2)}

@@ -25,7 +25,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from ..files import write_text
-from .model_card import ALTERNATIVE_FILES, RECORD_FILES, card_for_folder, write_model_card
+from .model_card import ALTERNATIVE_FILES, OUTCOME_FILES, RECORD_FILES, card_for_folder, write_model_card
 
 logger = logging.getLogger(__name__)
 CARD_SOURCES_ATTR = "_simskip_card_sources"  # folders a model was saved to / loaded from, newest first
@@ -169,7 +169,8 @@ def push_model_to_hub(model, repo_id: str, *, max_shard_size="50GB", tags=None, 
     if not isinstance(repo_id, str) or not repo_id:
         raise ValueError(f"repo_id must be a non-empty 'namespace/name' string, got {repo_id!r}")
     sources = card_sources(model)
-    names = [n for key, name in RECORD_FILES.items() for n in (name, *ALTERNATIVE_FILES.get(key, ()))]
+    files = {**RECORD_FILES, **OUTCOME_FILES}  # the training outcome (metrics.json) too: the card says what was kept
+    names = [n for key, name in files.items() for n in (name, *ALTERNATIVE_FILES.get(key, ()))]
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp, max_shard_size=max_shard_size, model_card=False)
         for filename in names:  # the records travel with the model, found as the card would find them

@@ -12,7 +12,7 @@ from .cache import (
     list_caches,
 )
 from .corpus import corpus_fingerprint, load_corpus
-from .dev import stsb_dev_fn, stsb_dev_pairs
+from .dev import DevScore, DevSignal, dev_pairs, stsb_dev_fn, stsb_dev_pairs
 from .loop import EpochPermutation, train_head
 
 __all__ = [
@@ -29,5 +29,8 @@ __all__ = [
     "list_caches",
     "clear_caches",
     "stsb_dev_pairs",
+    "dev_pairs",
+    "DevSignal",
+    "DevScore",
     "stsb_dev_fn",
 ]

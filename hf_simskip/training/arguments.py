@@ -56,6 +56,20 @@ class HeadTrainingArguments(ObjectiveArguments):
             "(--no_load_best_at_end: end with the last step)"
         },
     )
+    dev_tolerance: float = field(
+        default=0.3,
+        metadata={
+            "help": "the dev selection keeps a candidate only while its STS-B dev and SICK-R trial Spearman stay within "
+            "this of the backbone's own embedding (the similarity geometry)"
+        },
+    )
+    layer_scales: list[float] = field(
+        default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+        metadata={
+            "help": "layer-aware heads: the weights of u the dev selection tries on every candidate; the largest that "
+            "keeps the geometry is kept, and saved as the config's layer_scale"
+        },
+    )
     positives: str = field(
         default="views",
         metadata={
@@ -90,5 +104,12 @@ class HeadTrainingArguments(ObjectiveArguments):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (isinstance(self.dev_tolerance, (int, float)) and 0 <= self.dev_tolerance < math.inf):
+            raise ValueError(f"dev_tolerance must be a finite number >= 0, got {self.dev_tolerance!r}")
+        scales = list(self.layer_scales or [])
+        if not scales or not all(isinstance(w, (int, float)) and 0 < w <= 1e3 for w in scales):
+            raise ValueError(
+                f"layer_scales must be a non-empty list of numbers in (0, 1000], got {self.layer_scales!r}"
+            )
         if self.positives not in POSITIVES:
             raise ValueError(f"positives must be one of {list(POSITIVES)}, got {self.positives!r}")

@@ -61,11 +61,14 @@ class TrainState:
 
     global_step: int = 0
     batches_seen: int = 0
-    best_metric: float | None = None
+    best_metric: float | None = None  # the kept candidate's reported dev score
+    best_key: list | None = None  # what the selection compares (DevScore.key), larger is better
     best_step: int | None = None
     best_candidate: str | None = None
+    best_layer_scale: float | None = None  # the weight of u the kept candidate was scored at
     initial_dev_score: float | None = None
-    dev_scores: dict = field(default_factory=dict)  # candidate label -> dev score
+    dev_scores: dict = field(default_factory=dict)  # candidate label -> reported dev score
+    dev_details: dict = field(default_factory=dict)  # candidate label -> the weight and every split's Spearman
     run_fingerprint: str = ""
     run_config: dict = field(default_factory=dict)
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -263,26 +263,49 @@ def _score_untrained(run: _Run) -> None:
 
 
 def _evaluate(run: _Run, candidate: str = "trained") -> float:
+    """Score the head on the dev signal; keep it (weights and, for a layer-aware head, the weight of u the signal
+    chose) when it beats the best so far. ``dev_fn`` returns a float (larger is better) or a DevScore (its ``key``
+    compared, its ``value`` reported); the head's own weight of u is restored after, so the scoring never changes
+    the training."""
     module, step = run.module, run.state.global_step
+    branch = module.layer_branch
+    training_scale = branch.scale if branch is not None else None
     module.eval()
     with torch.no_grad():
-        score = float(run.dev_fn(module))
+        result = run.dev_fn(module)
+    chosen_scale = branch.scale if branch is not None else None
     module.train()
-    if not math.isfinite(score):
+    key, value, details = _as_score(result)
+    if run.accelerator.num_processes > 1:  # one decision for all: on CPU BatchNorm statistics are per process
+        key, value, details = broadcast_object_list([(key, value, details)], from_process=0)[0]
+    if not all(math.isfinite(k) for k in key) or not math.isfinite(value):
         raise FloatingPointError(
-            f"the dev score of the {candidate} head at step {step} is {score}: its embeddings hold NaN or Inf, or "
+            f"the dev score of the {candidate} head at step {step} is {value}: its embeddings hold NaN or Inf, or "
             "the dev signal is broken; nothing from this run was saved"
         )
     label = candidate if candidate != "trained" else f"step {step}"
-    run.state.dev_scores[label] = score
-    run.accelerator.log({"dev/score": score}, step=step)
-    logger.info("%s: dev score %.4f", label, score, main_process_only=True)
+    run.state.dev_scores[label] = value
+    if details:
+        run.state.dev_details[label] = details
+    run.accelerator.log({"dev/score": value}, step=step)
+    logger.info("%s: dev score %.4f %s", label, value, details or "", main_process_only=True)
     if candidate == "identity":
-        run.state.initial_dev_score = score
-    if run.state.best_metric is None or score > run.state.best_metric:
-        run.state.best_metric, run.state.best_step, run.state.best_candidate = score, step, candidate
+        run.state.initial_dev_score = value
+    if run.state.best_key is None or tuple(key) > tuple(run.state.best_key):
+        state = run.state
+        state.best_key, state.best_metric, state.best_step, state.best_candidate = list(key), value, step, candidate
+        state.best_layer_scale = chosen_scale
         run.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-    return score
+    if branch is not None and chosen_scale != training_scale:
+        module.set_layer_scale(training_scale)
+    return value
+
+
+def _as_score(result) -> tuple[tuple, float, dict]:
+    """(key, value, details) of what a dev_fn returned: a number, or a DevScore-like object."""
+    if hasattr(result, "key"):
+        return tuple(float(k) for k in result.key), float(result.value), dict(result.details)
+    return (float(result),), float(result), {}
 
 
 def _after_step(run: _Run) -> None:
@@ -308,6 +331,8 @@ def _finish(run: _Run, embeddings, seconds: float) -> dict:
     kept = "last"
     if run.dev_fn is not None and args.load_best_at_end and run.best_weights is not None:
         module.load_state_dict(run.best_weights)
+        if state.best_layer_scale is not None:  # the weight of u the kept candidate was chosen with
+            module.set_layer_scale(state.best_layer_scale)
         kept = state.best_candidate
         if state.best_candidate == "trained":
             msg = "kept the trained head of step %s (dev %.4f)"
@@ -332,6 +357,8 @@ def _finish(run: _Run, embeddings, seconds: float) -> dict:
         "loss_terms": {k: float(v) for k, v in run.objective.terms.items()},
         "initial_dev_score": state.initial_dev_score,
         "final_dev_score": final_score,
+        "layer_scale": module.layer_branch.scale if module.layer_branch is not None else None,
+        "dev_details": dict(state.dev_details),
         "best_dev_score": state.best_metric,
         "best_step": state.best_step,
         "kept": kept,

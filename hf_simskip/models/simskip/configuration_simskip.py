@@ -67,7 +67,8 @@ FIELD_HELP = {
     "gradient step: pca (the top principal directions of the standardised layers) or residual_pca (of the part of "
     "the layers that x does not predict linearly); None: no closed-form part",
     "layer_hidden_dim": "hidden width of the layer branch's MLP (a non-linear correction on top of the closed form, "
-    "starting at zero; without a closed form, the whole branch); 0: no MLP",
+    "starting at zero; without a closed form, the whole branch); 0: no MLP (without a closed form: a trained linear "
+    "map, hf_simskip 0.2's linear branch)",
     "layer_scale": "the weight of u (unit length, times |x|) in the output: its share of every cosine similarity",
 }
 
@@ -216,11 +217,6 @@ class SimSkipConfig(PretrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (1 if name == "layer_dim" else 0):
                 raise ValueError(f"{name} must be an int >= {1 if name == 'layer_dim' else 0}, got {value!r}")
-        if self.layer_closed_form is None and not self.layer_hidden_dim:
-            raise ValueError(
-                "a layer branch needs a closed-form part (layer_closed_form='pca' or 'residual_pca') or an MLP "
-                "(layer_hidden_dim > 0), got neither"
-            )
         # finite: u is unit length times |x|, so an infinite weight turns the output into inf and NaN
         _in_range("layer_scale", self.layer_scale, 0.0, 1e3)
 

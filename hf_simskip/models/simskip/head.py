@@ -250,6 +250,15 @@ class SimSkipHead(nn.Module):
         """The shape of one input row: (d,) or (1 + L, d)."""
         return self.config.input_shape
 
+    def set_layer_scale(self, scale: float) -> None:
+        """The weight of u in the output, in the branch and in the config (saved with the model): the dev
+        selection chooses it per backbone."""
+        if self.layer_branch is None:
+            raise ValueError("set_layer_scale needs a layer-aware head (config.layers)")
+        self.config.layer_scale = float(scale)
+        self.config.validate()
+        self.layer_branch.scale = float(scale)
+
     def check_input(self, h) -> None:
         """ValueError unless ``h`` (a tensor, or anything with a ``shape``) holds rows of ``input_shape``."""
         want = self.input_shape

@@ -134,10 +134,11 @@ class ObjectiveArguments(ViewArguments):
         },
     )
     reconstruction_weight: float = field(
-        default=1.0,
+        default=0.0,
         metadata={
             "help": "layer-aware heads: weight of the term that rebuilds the branch's input layers from its "
-            "features (so they keep the layers' information)"
+            "features (so they keep the layers' information); off by default: it measured no gain "
+            "(experiments/README.md)"
         },
     )
     distillation_temperature: float = field(default=0.05, metadata={"help": "temperature of the distillation term"})
