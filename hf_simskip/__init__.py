@@ -15,8 +15,8 @@ from .models import simskip as _simskip
 from .models.simskip import *  # noqa: F403 (the model's public names, listed in models/simskip/__init__.py)
 from .models.simskip import SimSkipConfig, SimSkipModel
 from .paths import resolve_data_dir
+from .version import __version__
 
-__version__ = "0.2.0"
 
 
 def _write_card(model, folder) -> None:
@@ -41,4 +41,4 @@ AutoModel.register(SimSkipConfig, SimSkipModel, exist_ok=True)
 SimSkipConfig.register_for_auto_class()
 SimSkipModel.register_for_auto_class("AutoModel")
 
-__all__ = [*_simskip.__all__, "resolve_data_dir"]
+__all__ = [*_simskip.__all__, "resolve_data_dir", "__version__"]

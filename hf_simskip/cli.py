@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shlex
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
+from .loading import load_simskip
 
 DESCRIPTION = (
     "SimSkip (arXiv 2404.08701) from the command line: train a refiner, evaluate it with the SentEval "
@@ -63,41 +63,6 @@ def _command(subparsers, name: str, handler, help_: str, description: str, examp
     )
     parser.set_defaults(handler=handler)
     return parser
-
-
-def load_simskip(model: str, device: str = "cpu"):
-    """A SimSkipModel from a folder or Hub id, in eval mode; a clear error when it is neither."""
-    from transformers.utils import logging as hf_logging
-
-    from .models.simskip import SimSkipModel
-
-    if not logging.getLogger().isEnabledFor(logging.INFO):
-        hf_logging.disable_progress_bar()  # keep stderr for errors unless --verbose
-    local = os.path.isdir(model)
-    if not local and (model.startswith((".", "/", "~")) or model.count("/") != 1):
-        raise FileNotFoundError(f"model folder {model!r} does not exist")
-    if local and not os.path.isfile(os.path.join(model, "config.json")):
-        raise FileNotFoundError(
-            f"{model!r} has no config.json: expected a folder saved by SimSkipModel.save_pretrained"
-        )
-    try:
-        return SimSkipModel.from_pretrained(model).to(device).eval()
-    except OSError as err:
-        where = "folder" if local else "folder, nor a reachable Hub repo"
-        raise FileNotFoundError(
-            f"could not load a SimSkip model from {model!r} (not a saved model {where}): {err}"
-        ) from err
-    except (ValueError, TypeError) as err:
-        # our own refusals (missing tensors, a bad config.json) say what is wrong: pass them on, naming the folder
-        message = " ".join(str(err).split())
-        if model in message or str(os.path.abspath(model)) in message:
-            raise
-        raise type(err)(f"could not load a SimSkip model from {model!r}: {message}") from err
-    except Exception as err:  # noqa: BLE001 (safetensors/torch errors of a truncated or corrupt weight file)
-        first_line = str(err).splitlines()[0] if str(err) else ""
-        raise ValueError(
-            f"could not load the weights of {model!r} (a truncated or corrupt file?): {type(err).__name__}: {first_line}"
-        ) from err
 
 
 def _folder_and_repo_arguments(p, repo_help: str, required: bool) -> None:

@@ -138,10 +138,10 @@ def test_the_load_report_is_still_shown_for_a_folder_that_loads(tmp_path):
 
 
 def test_refine_passes_a_bad_config_on_without_calling_it_a_corrupt_file(tmp_path, capsys):
-    """cli.load_simskip wrapped every error as 'could not load the weights ... (a truncated or corrupt file?)': a
+    """load_simskip (cli) wrapped every error as 'could not load the weights ... (a truncated or corrupt file?)': a
     refusal that names the folder is passed on unchanged; another ValueError is said to be the folder's, not its
     weights' (a truncated file keeps the wrapping: test_cli.py)."""
-    from hf_simskip.cli import load_simskip
+    from hf_simskip.loading import load_simskip
 
     head_only(16).save_pretrained(tmp_path / "h")
     drop_tensors(tmp_path / "h", "head.refiner.")

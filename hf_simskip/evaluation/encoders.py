@@ -133,7 +133,7 @@ def load_encoder(model: str, batch_size: int = 128, device: str = "cpu", show_pr
     one-line ValueError or FileNotFoundError."""
     kwargs = {"batch_size": batch_size, "convert_to_numpy": True, "show_progress_bar": show_progress_bar}
     if is_simskip_folder(model):
-        from ..cli import load_simskip  # the one loader with one-line errors, shared with `refine`
+        from ..loading import load_simskip  # the one loader with one-line errors, shared with `refine`
 
         net = load_simskip(model, device)
         return lambda sentences: net.encode(sentences, **kwargs)

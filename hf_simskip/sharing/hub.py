@@ -32,7 +32,7 @@ CARD_SOURCES_ATTR = "_simskip_card_sources"  # folders a model was saved to / lo
 
 
 def _api() -> HfApi:
-    from .. import __version__
+    from ..version import __version__
 
     return HfApi(library_name="hf_simskip", library_version=__version__)
 

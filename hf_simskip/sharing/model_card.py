@@ -450,7 +450,7 @@ def render_card(
     config, records: dict, repo_id: str | None = None, license: str = "apache-2.0", template_path=None
 ) -> ModelCard:
     """A ModelCard for ``config`` (a SimSkipConfig) and the records from :func:`collect_records`."""
-    from .. import __version__
+    from ..version import __version__
 
     model_name = (repo_id or "simskip-model").rsplit("/", 1)[-1]
     data = card_data(config, records, model_name, license)
