@@ -17,6 +17,9 @@ from hf_simskip.files import atomic_path, write_text
 
 BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+# the top-level README.md holds a short block: the headline comparison and the main rows
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
+LAYER_CONTROLS = ("concat", "mean", "pca")  # untrained uses of the hidden layers (experiments/controls.py)
 
 
 def _score(task_result: dict) -> float:
@@ -48,14 +51,27 @@ def summarize(run_dir: Path, default: str | None = None) -> list[dict]:
                 "sd": {t: round(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 2) for t, v in scores.items()},
                 "avg": round(float(np.mean(avgs)), 2),
                 "avg_sd": round(float(np.std(avgs, ddof=1)) if len(avgs) > 1 else 0.0, 2),
-                "kind": "control" if spec.get("control") else "simskip",
+                "kind": _kind(spec),
                 "corpus": spec.get("corpus", "default"),
                 "kfold": records[0]["protocol"].get("kfold"),
                 "spec": spec,
             }
         )
-    order = {"control": 0, "simskip": 1}
+    order = {"control": 0, "closed-form": 1, "simskip": 2}
     return sorted(rows, key=lambda r: (order[r["kind"]], r["name"] != "identity", r["name"]))
+
+
+def _kind(spec: dict) -> str:
+    """control (post-hoc, or untrained layer concatenations), closed-form (the head fitted with no gradient step:
+    the recipe's --method pca / residual_pca) or simskip (trained)."""
+    if spec.get("control"):
+        return "control"
+    return "closed-form" if (spec.get("train") or {}).get("max_steps") == 0 else "simskip"
+
+
+def is_closed_form(row: dict) -> bool:
+    """An untrained use of the backbone's hidden layers: a closed-form head or a layer control."""
+    return row["kind"] == "closed-form" or (row["kind"] == "control" and row["spec"].get("control") in LAYER_CONTROLS)
 
 
 def widths(run_dir: Path) -> dict[str, int]:
@@ -94,6 +110,54 @@ def markdown(rows: list[dict], width: dict[str, int] | None = None) -> str:
 
 
 STS_TOLERANCE = 0.3  # an STS task more than this below the identity: the row does not keep STS
+KIND_COLOURS = {"control": "tab:blue", "closed-form": "tab:green", "simskip": "tab:orange"}
+# issue 18's goal for the default row: above the best closed form that keeps STS (at most 2d wide) by this, and
+# above the identity by this
+GOAL_OVER_CLOSED_FORM, GOAL_OVER_IDENTITY = 0.3, 2.0
+
+
+def headline(rows: list[dict], width: dict[str, int]) -> str:
+    """The comparison the default is judged by: its 7-task average against the identity and against the best
+    closed-form use of the same layers that keeps STS (STS-B and SICK-R within STS_TOLERANCE) at most twice the
+    backbone's width; and the goal's checks. Markdown lines."""
+    base = next((r for r in rows if r["name"] == "identity"), None)
+    default = next((r for r in rows if r["default"]), None)
+    if base is None or default is None:
+        return ""
+    d = width.get("identity") or 0
+    pool = [r for r in rows if is_closed_form(r) and keeps_sts(r, base) and (width.get(r["name"]) or 0) <= 2 * d]
+    best = max(pool, key=lambda r: r["avg"]) if pool else None
+    gain = default["avg"] - base["avg"]
+    worst = min(default["mean"][t] - base["mean"][t] for t in TRANSFER_TASKS if t in default["mean"])
+    sts = {t: default["mean"][t] - base["mean"][t] for t in STS_TASKS if t in default["mean"]}
+    seeds = len(default["seeds"])
+    lines = [
+        f"**The default** (`{default['name']}`, {seeds} seed{'s' if seeds > 1 else ''}, width "
+        f"{width.get(default['name'])}): 7-task average {default['avg']:.2f} ± {default['avg_sd']:.2f}, "
+        f"{gain:+.2f} over the backbone's embedding ({base['avg']:.2f}); worst task {worst:+.2f}; "
+        + ", ".join(f"{t} {v:+.2f}" for t, v in sts.items())
+        + "."
+    ]
+    if best is not None:
+        over = default["avg"] - best["avg"]
+        lines.append(
+            f"**Trained minus the best closed form** that keeps STS at width <= {2 * d} (`{best['name']}`, "
+            f"{best['avg']:.2f}): {over:+.2f}."
+        )
+    checks = [
+        (
+            f">= best closed form + {GOAL_OVER_CLOSED_FORM}",
+            best is None or default["avg"] - best["avg"] >= GOAL_OVER_CLOSED_FORM - 1e-9,
+        ),
+        (f">= identity + {GOAL_OVER_IDENTITY}", gain >= GOAL_OVER_IDENTITY - 1e-9),
+        (f"no task below identity - {STS_TOLERANCE}", worst >= -STS_TOLERANCE - 1e-9),
+        (f"STS-B and SICK-R >= identity - {STS_TOLERANCE}", all(v >= -STS_TOLERANCE - 1e-9 for v in sts.values())),
+        ("width <= 2d", (width.get(default["name"]) or 0) <= 2 * d),
+    ]
+    lines.append(
+        "Goal (issue 18): " + "; ".join(f"{name}: {'met' if ok else '**not met**'}" for name, ok in checks) + "."
+    )
+    return "\n\n".join(lines)
 
 
 def keeps_sts(row: dict, base: dict) -> bool:
@@ -107,7 +171,7 @@ def main_rows(rows: list[dict]) -> list[dict]:
     base = next(r for r in rows if r["name"] == "identity")
     others = [r for r in rows if r is not base]
     picked = {r["name"] for r in others if r["default"] or r["name"] == "paper"}
-    for kind in ("control", "simskip"):
+    for kind in ("control", "closed-form", "simskip"):
         group = [r for r in others if r["kind"] == kind]
         for pool in (group, [r for r in group if keeps_sts(r, base)]):
             if pool:
@@ -131,8 +195,12 @@ def plot(rows: list[dict], path: Path) -> dict:
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(11, 5 + 0.26 * len(others)), gridspec_kw={"height_ratios": [4.5, max(2.0, 0.26 * len(others))]}
     )
-    shades = {"control": ["tab:blue", "lightskyblue", "navy"], "simskip": ["tab:orange", "tab:red", "tab:brown"]}
-    used = {"control": 0, "simskip": 0}
+    shades = {
+        "control": ["tab:blue", "lightskyblue", "navy"],
+        "closed-form": ["tab:green", "yellowgreen", "darkgreen"],
+        "simskip": ["tab:orange", "tab:red", "tab:brown"],
+    }
+    used = {"control": 0, "closed-form": 0, "simskip": 0}
     width = 0.8 / max(1, len(main))
     for i, r in enumerate(main):
         xs = np.arange(len(tasks)) + (i - (len(main) - 1) / 2) * width
@@ -164,11 +232,7 @@ def plot(rows: list[dict], path: Path) -> dict:
     deltas = [r["avg"] - base["avg"] for r in others]
     errors = [r["avg_sd"] if len(r["seeds"]) > 1 else 0.0 for r in others]
     bars = bottom.barh(
-        ys,
-        deltas,
-        xerr=errors,
-        capsize=2,
-        color=["black" if r["default"] else "tab:blue" if r["kind"] == "control" else "tab:orange" for r in others],
+        ys, deltas, xerr=errors, capsize=2, color=["black" if r["default"] else KIND_COLOURS[r["kind"]] for r in others]
     )
     for bar, r, d, sd in zip(bars, others, deltas, errors):
         if not keeps_sts(r, base):
@@ -199,6 +263,7 @@ def plot(rows: list[dict], path: Path) -> dict:
     bottom.legend(
         handles=[
             Patch(color="tab:blue", label="post-hoc control"),
+            Patch(color="tab:green", label="closed-form head (no gradient step)"),
             Patch(color="tab:orange", label="trained SimSkip head"),
             Patch(color="black", label="the default"),
             Patch(facecolor="grey", edgecolor="white", hatch="///", label=f"an STS task > {STS_TOLERANCE} below"),
@@ -214,24 +279,42 @@ def plot(rows: list[dict], path: Path) -> dict:
     return {"per_task": [r["name"] for r in main], "overview": [label(r) for r in others]}
 
 
-def write_report(out: Path, readme: Path | None, default: str | None = None) -> list[dict]:
+def write_report(
+    out: Path, readme: Path | None, default: str | None = None, top_readme: Path | None = None
+) -> list[dict]:
+    """results/summary.json, summary.md (the headline, then every row), deltas.png; the results block of the
+    experiments ``readme`` and the headline block of the project's ``top_readme`` (README.md), when given."""
     rows = summarize(out / "runs", default)
     if not rows:
         raise FileNotFoundError(f"no result files under {out / 'runs'}: run `experiments/runner.py run` first")
     if sum(r["default"] for r in rows) > 1:
         raise ValueError("more than one row is marked default")
     write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
-    table = markdown(rows, widths(out / "runs"))
+    width = widths(out / "runs")
+    table = markdown(rows, width)
     protocol = _protocol_line(out, rows)
-    write_text(out / "summary.md", f"{protocol}\n\n{table}\n")
+    head = headline(rows, width)
+    write_text(out / "summary.md", f"{protocol}\n\n{head}\n\n{table}\n")
     if any(r["name"] == "identity" for r in rows):
         plot(rows, out / "deltas.png")
     if readme is not None and readme.is_file():
         text = readme.read_text(encoding="utf-8")
         image = Path(os.path.relpath(out / "deltas.png", readme.resolve().parent)).as_posix()
-        block = f"{START}\n{protocol}\n\n{table}\n\n![per-task deltas]({image})\n{END}"
+        block = f"{START}\n{protocol}\n\n{head}\n\n{table}\n\n![per-task deltas]({image})\n{END}"
         if START in text and END in text:
             write_text(readme, re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+    if top_readme is not None and top_readme.is_file():
+        text = top_readme.read_text(encoding="utf-8")
+        main = [
+            r
+            for r in rows
+            if r["name"] == "identity" or r["default"] or is_closed_form(r) and r["kind"] == "closed-form"
+        ]
+        main += [r for r in rows if r["name"] == "paper"]
+        block = f"{HEADLINE_START}\n{head}\n\n{markdown(main, width)}\n{HEADLINE_END}"
+        if HEADLINE_START in text and HEADLINE_END in text:
+            pattern = re.escape(HEADLINE_START) + ".*?" + re.escape(HEADLINE_END)
+            write_text(top_readme, re.sub(pattern, lambda _: block, text, flags=re.S))
     return rows
 
 

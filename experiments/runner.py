@@ -299,7 +299,8 @@ def main(argv=None) -> None:
 
         grid = yaml.safe_load(Path(args.grid).read_text())
         default = next((r["name"] for r in grid["runs"] if r.get("default")), None)
-        write_report(Path(args.out), None if args.readme == "none" else Path(args.readme), default)
+        readme = None if args.readme == "none" else Path(args.readme)
+        write_report(Path(args.out), readme, default, top_readme=None if readme is None else ROOT / "README.md")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from .paths import resolve_data_dir
 from .version import __version__
 
 
-
 def _write_card(model, folder) -> None:
     from .sharing.hub import on_save_pretrained  # the card renderer (jinja2, huggingface_hub): imported on use
 

@@ -26,8 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .version import __version__
 from .loading import load_simskip
+from .version import __version__
 
 DESCRIPTION = (
     "SimSkip (arXiv 2404.08701) from the command line: train a refiner, evaluate it with the SentEval "

@@ -199,6 +199,7 @@ COMMANDS: dict[str, Run | Skip] = {
     "hf-simskip train --config recipes/configs/noise.yaml --learning_rate 3e-4 --output_dir out": RECIPE,
     "hf-simskip train --launcher-args='--num_processes 2' --learning_rate 3e-4": RECIPE,
     "hf-simskip train --dry-run --output_dir out": Run(),
+    "hf-simskip train": FRAGMENT,
     "hf-simskip train -- --help": Run(slow=True),
     # --- evaluation ---------------------------------------------------------------------------------------
     "hf-simskip eval --model minilm --mode full --output baseline.json": EVAL_MINILM,

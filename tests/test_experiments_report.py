@@ -70,3 +70,34 @@ def test_the_plot_shows_a_few_main_rows_per_task_and_marks_the_default(tmp_path)
     assert {"the-default", "paper", "control-7", "head-15"} <= set(shown["per_task"]) and len(shown["per_task"]) <= 6
     assert "the-default (default)" in shown["overview"] and len(shown["overview"]) == len(rows) - 1
     assert (tmp_path / "deltas.png").stat().st_size > 1000
+
+
+def test_the_headline_judges_the_default_against_the_best_closed_form_that_keeps_sts(tmp_path):
+    """issue 18: the report states trained minus the best closed form (that keeps STS, at most 2d wide) and the
+    goal's checks, in summary.md and in the top-level README's headline block."""
+    _fake_run(tmp_path, "identity", 0, 0.0, control="identity")
+    _fake_run(tmp_path, "default-head", 0, 2.5, default=True)
+    _fake_run(tmp_path, "x+L4", 0, 3.0, control="concat")  # better, but loses STS-B (shift 3.0 > 0.3... up)
+    _fake_run(tmp_path, "closed-form-pca", 0, 1.0)
+    record = json.loads((tmp_path / "runs" / "closed-form-pca__seed0.json").read_text())
+    record["run"]["spec"]["train"] = {"max_steps": 0}
+    write_json(tmp_path / "runs" / "closed-form-pca__seed0.json", record)
+    for name, dim in (("identity", 384), ("default-head", 768), ("x+L4", 768), ("closed-form-pca", 768)):
+        path = tmp_path / "runs" / f"{name}__seed0.json"
+        record = json.loads(path.read_text())
+        record["protocol"]["embedding_dim"] = dim
+        if name == "x+L4":
+            record["tasks"]["STSB"]["spearman"] = 80.0  # 2 below the identity: does not keep STS
+        write_json(path, record)
+    top = tmp_path / "README.md"
+    top.write_text("a\n<!-- headline:start -->\nOLD\n<!-- headline:end -->\nb\n")
+    rows = write_report(tmp_path, None, top_readme=top)
+    assert {r["name"]: r["kind"] for r in rows}["closed-form-pca"] == "closed-form"
+    summary = (tmp_path / "summary.md").read_text()
+    assert (
+        "**Trained minus the best closed form** that keeps STS at width <= 768 (`closed-form-pca`, 81.00): +1.50."
+        in summary
+    )
+    assert ">= best closed form + 0.3: met; >= identity + 2.0: met" in summary
+    text = top.read_text()
+    assert "OLD" not in text and "+2.50 over the backbone's embedding" in text and "| closed-form-pca |" in text

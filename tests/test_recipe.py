@@ -323,3 +323,74 @@ def test_a_stage0_run_records_that_its_backbone_was_fine_tuned(recipe, tiny_back
     AcceleratorState._reset_state(reset_partial_state=True)
     record, changed = run("plain", "--output_dir", str(tmp_path / "plain"))
     assert "stage0_simcse" not in record and not changed  # the backbone ships unchanged
+
+
+@pytest.mark.parametrize("method", ["pca", "residual_pca"])
+def test_a_closed_form_refiner_is_fitted_saved_and_loaded_like_any_head(
+    recipe, tiny_backbone, tmp_path, fresh_state, method
+):
+    """issue 18: --method pca / residual_pca fits the layer branch on the corpus with no gradient step; final/ loads
+    with AutoModel (with and without hf_simskip) and with sentence-transformers, and its card says it was not
+    trained."""
+    import json
+
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel
+
+    from utils import WITHOUT_HF_SIMSKIP
+
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    metrics = recipe.main(tiny_args(tiny_backbone, corpus, tmp_path, "--method", method, "--dev_signal", "none"))
+    assert metrics["global_step"] == 0 and metrics["kept"] == "last"
+    final = tmp_path / "out" / "final"
+    model = AutoModel.from_pretrained(final)
+    assert model.config.layer_closed_form == method and model.config.layer_hidden_dim == 0
+    assert model.head.layer_branch.is_open and model.head.layer_branch.net is None
+    sentences = ["the movie was good", "what is a film", "hello world"]
+    emb = model.encode(sentences)
+    assert np.abs(emb[:, 32:]).min() >= 0 and np.abs(emb[:, 32:]).any()  # u is on: the closed form is the model
+    st = SentenceTransformer(str(final), trust_remote_code=True, device="cpu")
+    np.testing.assert_allclose(st.encode(sentences), emb, atol=1e-5)
+    np.save(tmp_path / "ref.npy", emb)
+    code = WITHOUT_HF_SIMSKIP + (
+        "import numpy as np, sys\nfrom transformers import AutoModel\n"
+        "m = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "np.testing.assert_allclose(m.encode(sys.argv[3:]), np.load(sys.argv[2]), atol=1e-5)\nprint('OK')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(final), str(tmp_path / "ref.npy"), *sentences],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+    card = (final / "README.md").read_text()
+    assert "Closed-form, not trained" in card and json.loads((tmp_path / "out" / "metrics.json").read_text())["kept"]
+
+
+@pytest.mark.parametrize("hidden, layers", [(32, 2), (48, 3)])
+def test_the_default_follows_the_backbone_not_minilm(recipe, tmp_path, fresh_state, hidden, layers):
+    """issue 18: layers, widths and the weight of u follow the backbone's config and the dev signal: the no-argument
+    default on two tiny backbones of other depths and widths."""
+    from transformers import AutoModel
+
+    from utils import make_tiny_backbone
+
+    backbone = make_tiny_backbone(tmp_path / "bb", hidden=hidden, layers=layers, seed=1)
+    corpus = write_corpus(tmp_path / "c.txt", 64)
+    metrics = recipe.main(tiny_args(backbone, corpus, tmp_path, "--max_steps", "4", "--eval_steps", "2"))
+    model = AutoModel.from_pretrained(tmp_path / "out" / "final")
+    c = model.config
+    assert c.layers == list(range(layers)) and c.layer_dim == hidden and c.layer_hidden_dim == 4 * hidden
+    assert c.layer_closed_form == "pca" and model.encode("a film").shape == (2 * hidden,)
+    assert metrics["kept"] in ("identity", "initial", "trained") and set(metrics["dev_details"]) >= {"identity"}
+    if metrics["kept"] != "identity":  # the weight the dev signal chose is the saved one
+        assert (
+            c.layer_scale
+            == metrics["layer_scale"]
+            == metrics["dev_details"]["initial" if metrics["kept"] == "initial" else f"step {metrics['best_step']}"][
+                "layer_scale"
+            ]
+        )

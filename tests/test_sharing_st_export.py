@@ -14,7 +14,7 @@ from sentence_transformers import SentenceTransformer
 from hf_simskip.cli import main as cli_main
 from hf_simskip.sharing.st_export import save_sentence_transformers
 
-from utils import SENTENCES, WITHOUT_HF_SIMSKIP, head_only, tiny_simskip
+from utils import SENTENCES, WITHOUT_HF_SIMSKIP, head_only, perturb, tiny_simskip
 
 ST_FILES = {"modules.json", "config_sentence_transformers.json", "st_module.py"}
 
@@ -219,3 +219,24 @@ def test_packaged_minilm_export_parity(tmp_path):
     ]
     st = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu")
     np.testing.assert_allclose(st.encode(SENTENCES), model.encode(SENTENCES), atol=1e-5)
+
+
+def test_a_failed_export_leaves_the_earlier_one_whole(tiny_backbone, tmp_path, monkeypatch):
+    """issue 17: the export wrote modules.json in place after saving into the target folder; now the folder is
+    written whole beside it and renamed, so a failure midway leaves the earlier export as it was."""
+    import hf_simskip.sharing.st_export as st_export
+    from hf_simskip.sharing.st_export import save_sentence_transformers
+
+    model = tiny_simskip(tiny_backbone)
+    out = tmp_path / "st"
+    save_sentence_transformers(model, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full while copying the module code")
+
+    monkeypatch.setattr(st_export.shutil, "copyfile", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_sentence_transformers(perturb(model, seed=3), out)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and not [p for p in tmp_path.iterdir() if p.name.startswith(".st.tmp")]

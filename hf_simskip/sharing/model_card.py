@@ -368,6 +368,11 @@ def training_outcome(config, metrics: dict | None, training_args: dict | None) -
             + (f", the closed form before training {_score(scores['initial'])}" if "initial" in scores else "")
             + "."
         )
+    elif kept == "last" and not metrics.get("global_step") and config.layer_aware and config.layer_closed_form:
+        text = (
+            f"**Closed-form, not trained.** The layer branch's linear map (`{config.layer_closed_form}`) was fitted in "
+            "closed form on the corpus, no gradient step was taken, and no dev signal compared it with the backbone."
+        )
     elif kept == "last":
         text = (
             f"No dev selection: the head after the last step ({metrics.get('global_step')}) was kept, without a "

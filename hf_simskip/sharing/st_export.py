@@ -19,6 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..files import replace_dir, temp_dir_beside, write_text
+
 ST_POOLING = {
     "cls_before_pooler": "cls",
     "mean": "mean",
@@ -89,20 +91,26 @@ def build_sentence_transformer(model, backbone_dir):
 
 def save_sentence_transformers(model, folder) -> Path:
     """Write ``folder`` so that ``SentenceTransformer(folder, trust_remote_code=True)`` encodes like
-    ``model.encode`` (same backbone, pooling, normalisation, max length and refiner)."""
+    ``model.encode`` (same backbone, pooling, normalisation, max length and refiner). The folder is written whole
+    into a temporary folder beside it and renamed into place: a failure leaves no half export, and an earlier
+    export at ``folder`` is replaced only then."""
     folder = Path(folder)
-    with tempfile.TemporaryDirectory() as tmp:
-        st = build_sentence_transformer(model, Path(tmp) / "backbone")
-        st.save(str(folder))
-    for name in code_files():
-        shutil.copyfile(MODEL_CODE / name, folder / name)
-    modules_file = folder / "modules.json"
-    modules = json.loads(modules_file.read_text(encoding="utf-8"))
-    for entry in modules:
-        if entry.get("type", "").endswith(".SimSkipModule"):
-            entry["type"] = MODULE_TYPE  # the file beside modules.json, not the installed package
-    modules_file.write_text(json.dumps(modules, indent=2), encoding="utf-8")
-    return folder
+    staged = temp_dir_beside(folder)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            st = build_sentence_transformer(model, Path(tmp) / "backbone")
+            st.save(str(staged))
+        for name in code_files():
+            shutil.copyfile(MODEL_CODE / name, staged / name)
+        modules = json.loads((staged / "modules.json").read_text(encoding="utf-8"))
+        for entry in modules:
+            if entry.get("type", "").endswith(".SimSkipModule"):
+                entry["type"] = MODULE_TYPE  # the file beside modules.json, not the installed package
+        write_text(staged / "modules.json", json.dumps(modules, indent=2))
+        return replace_dir(staged, folder)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
 
 
 __all__ = ["save_sentence_transformers", "build_sentence_transformer", "simskip_module"]
