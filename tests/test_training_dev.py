@@ -75,3 +75,30 @@ def test_dev_pairs_are_sts_b_dev_and_sick_r_trial(tiny_senteval):
         DevSignal({"stsb": (torch.zeros(2, D), torch.zeros(2, D), [0.0, 1.0])}, float("nan"), [0.5])
     with pytest.raises(ValueError, match="layer_scales must be a non-empty list"):
         HeadTrainingArguments(layer_scales=[]).validate()
+
+
+def test_a_resumed_run_compares_with_the_identity_it_scored_before_the_crash(tmp_path):
+    """The reference is the identity's geometry; a resumed run does not score the identity again, so the dev
+    signal takes it from the checkpoint (else its first trained candidate became the reference)."""
+    head, x = layer_head(), torch.randn(128, 3, D) * 0.05
+    kw = dict(output_dir=str(tmp_path), per_device_train_batch_size=32, max_steps=4, eval_steps=2)
+
+    def crash(step, state):
+        if step == 3:
+            raise RuntimeError("a crash after the checkpoint of step 2")
+
+    first = ScriptedGeometry({"stsb": 2.0, "sickr": 1.0}, tolerance=1.0, scales=[0.3, 0.5, 0.7, 1.0])
+    with pytest.raises(RuntimeError, match="a crash"):
+        train_head(
+            head,
+            x,
+            HeadTrainingArguments(**kw, checkpointing_steps=2),
+            Accelerator(cpu=True),
+            first,
+            step_callback=crash,
+        )
+    AcceleratorState._reset_state(reset_partial_state=True)
+    resumed = ScriptedGeometry({"stsb": 2.0, "sickr": 1.0}, tolerance=1.0, scales=[0.3, 0.5, 0.7, 1.0])
+    args = HeadTrainingArguments(**kw, checkpointing_steps=2, resume_from_checkpoint="latest")
+    m = train_head(layer_head(), x, args, Accelerator(cpu=True), resumed)
+    assert resumed.reference == {"stsb": 80.0, "sickr": 70.0} and m["layer_scale"] == 0.5

@@ -92,8 +92,11 @@ class DevSignal:
 
     def _score(self, key_head: float, scores: dict, weight) -> DevScore:
         value = float(np.mean(list(scores.values())))
-        details = {"layer_scale": weight, **{k: round(v, 4) for k, v in scores.items()}}
-        return DevScore((key_head, value), value, details)
+        return DevScore((key_head, value), value, {"layer_scale": weight, **scores})
+
+    def restore(self, identity_details: dict) -> None:
+        """Set the reference from the identity's recorded details (a resumed run does not score it again)."""
+        self.reference = {k: float(v) for k, v in identity_details.items() if k != "layer_scale"}
 
     def __call__(self, head) -> DevScore:
         branch = head.layer_branch

@@ -146,6 +146,8 @@ def train_head(
         _log_header(run, len(embeddings))
         if run.state.global_step == 0:
             _score_untrained(run)
+        elif hasattr(dev_fn, "restore") and "identity" in run.state.dev_details:
+            dev_fn.restore(run.state.dev_details["identity"])  # the reference a resumed dev signal compares with
         bar = tqdm(total=run.total, initial=run.state.global_step, disable=not accelerator.is_local_main_process)
         start = time.perf_counter()
         while run.state.global_step < run.total:
