@@ -65,6 +65,7 @@ import re
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -399,21 +400,38 @@ def _check_rows(rows: np.ndarray, positions: np.ndarray, dtype: str, name: str) 
             )
 
 
-def _write_shard(model, sentences, lo, hi, folder: Path, shard: int, shards: int, opts: dict) -> dict:
-    """Encode sentences[lo:hi] batch by batch into ``folder``/shard-<shard>-of-<shards>.arrow; its meta entry."""
+@dataclass
+class _ShardJob:
+    """What one process writes: sentences[lo:hi] as shard ``shard`` of ``shards`` into ``folder``."""
+
+    lo: int
+    hi: int
+    folder: Path
+    shard: int
+    shards: int
+    batch_size: int
+    dtype: str
+    dropout_seed: int | None
+    autocast: object
+    name: str
+    bar: bool
+
+
+def _write_shard(model, sentences, job: _ShardJob) -> dict:
+    """Encode sentences[job.lo:job.hi] batch by batch into its shard file; returns the shard's meta entry."""
     row = tuple(model.head.input_shape)
-    capacity = max(1, min(hi - lo, max(opts["batch_size"], _WRITE_BYTES // (math.prod(row) * 4))))
-    writer = _ShardWriter(folder / f"shard-{shard:05d}-of-{shards:05d}.arrow", row, opts["dtype"], capacity)
-    seed = None if opts["dropout_seed"] is None else opts["dropout_seed"] + shard
+    capacity = max(1, min(job.hi - job.lo, max(job.batch_size, _WRITE_BYTES // (math.prod(row) * 4))))
+    writer = _ShardWriter(job.folder / f"shard-{job.shard:05d}-of-{job.shards:05d}.arrow", row, job.dtype, capacity)
+    seed = None if job.dropout_seed is None else job.dropout_seed + job.shard
     try:
-        with _encoding(model, seed is not None, seed, opts["autocast"]):
-            batches = model.iter_head_inputs(sentences[lo:hi], opts["batch_size"], None, opts["bar"])
+        with _encoding(model, seed is not None, seed, job.autocast):
+            batches = model.iter_head_inputs(sentences[job.lo : job.hi], job.batch_size, None, job.bar)
             for positions, inputs in batches:
                 if tuple(inputs.shape[1:]) != row:
                     raise ValueError(f"the backbone gave rows of shape {tuple(inputs.shape[1:])}, the head reads {row}")
                 rows = inputs.float().cpu().numpy().reshape(len(positions), -1)  # (b, prod(row))
-                positions = np.asarray(positions, dtype=np.int64) + lo
-                _check_rows(rows, positions, opts["dtype"], opts["name"])
+                positions = np.asarray(positions, dtype=np.int64) + job.lo
+                _check_rows(rows, positions, job.dtype, job.name)
                 writer.write(positions, rows)
     except BaseException:
         writer.abort()
@@ -572,16 +590,10 @@ def build_embedding_cache(
     if builds:
         _info(accelerator, "encoding %d sentences with the frozen backbone into %s (%d shards)", n, path, shards)
         tmp.mkdir(parents=True, exist_ok=True)
-        opts = {
-            "batch_size": batch_size,
-            "dtype": dtype,
-            "dropout_seed": dropout_seed,
-            "autocast": autocast,
-            "name": name,
-            "bar": accelerator is None or accelerator.is_local_main_process,
-        }
+        bar = accelerator is None or accelerator.is_local_main_process
+        job = _ShardJob(lo, hi, tmp, shard, shards, batch_size, dtype, dropout_seed, autocast, name, bar)
         try:
-            entry = _write_shard(model, sentences, lo, hi, tmp, shard, shards, opts)
+            entry = _write_shard(model, sentences, job)
         except BaseException as err:
             if world == 1:
                 shutil.rmtree(tmp, ignore_errors=True)
