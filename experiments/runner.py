@@ -40,7 +40,7 @@ from hf_simskip.training import (
     stsb_dev_fn,
     train_head,
 )
-from hf_simskip.training.dev import DEV_SPLITS
+from hf_simskip.training.dev import DEV_SPLITS, LabeledDev
 
 from controls import LayerControl, PostHocRefiner
 
@@ -59,6 +59,8 @@ class RunSpec:
     hidden layers, with ``parts`` like ["x", "0.5*L4"], and for pca ``dim`` and ``weight``).
     dev: how a trained row selects its head: "sts" (the recipe's DevSignal: STS-B dev and SICK-R trial as
     constraints, the largest weight of u they allow) or "stsb-max" (the STS-B dev score alone, hf_simskip 0.2).
+    dev_labels: a SentEval task with a dev split (SST2) whose dev sentences and labels stand for a user's own
+    labeled dev set (the recipe's --dev_file): the probe accuracy on them chooses among what keeps STS.
     """
 
     name: str
@@ -72,8 +74,14 @@ class RunSpec:
     dim: int = 384
     weight: float = 0.5
     dev: str = "sts"
+    dev_labels: str | None = None
 
     def __post_init__(self):
+        if self.dev_labels is not None and (self.dev != "sts" or self.dev_labels not in LABELED_DEV_TASKS):
+            raise ValueError(
+                f"run {self.name!r}: dev_labels must be one of {list(LABELED_DEV_TASKS)} (with dev: sts), "
+                f"got {self.dev_labels!r}"
+            )
         if self.dev not in ("sts", "stsb-max"):
             raise ValueError(f"run {self.name!r}: dev must be 'sts' or 'stsb-max', got {self.dev!r}")
         if self.corpus not in ("default", "transductive"):
@@ -99,13 +107,21 @@ def make_control(spec: str) -> PostHocRefiner:
 
 
 LAYER_CONTROLS = ("concat", "mean", "pca")
+LABELED_DEV_TASKS = ("SST2",)  # the transfer tasks with a dev split
 
 
 def train_on_embeddings(
-    x: torch.Tensor, spec: RunSpec, seed: int, dev_pairs=None, partners: torch.Tensor | None = None, layers=None
+    x: torch.Tensor,
+    spec: RunSpec,
+    seed: int,
+    dev_pairs=None,
+    partners: torch.Tensor | None = None,
+    layers=None,
+    labeled: LabeledDev | None = None,
 ) -> tuple[SimSkipModel, dict]:
     """Train a head-only SimSkipModel on cached raw inputs, (n, d) or (n, 1 + len(layers), d), with the
-    library's train_head (``partners``: the dropout views of the same rows, for positives="dropout")."""
+    library's train_head (``partners``: the dropout views of the same rows, for positives="dropout";
+    ``labeled``: a labeled dev set for the dev signal)."""
     from accelerate import Accelerator
 
     torch.manual_seed(seed)
@@ -116,7 +132,7 @@ def train_on_embeddings(
         if dev_pairs is not None and spec.dev == "stsb-max":
             dev_fn = stsb_dev_fn(*dev_pairs["stsb"])
         elif dev_pairs is not None:
-            dev_fn = DevSignal(dev_pairs, args.dev_tolerance, args.layer_scales)
+            dev_fn = DevSignal(dev_pairs, args.dev_tolerance, args.layer_scales, labeled=labeled)
         metrics = train_head(model.head, x, args, Accelerator(cpu=True), dev_fn, partners=partners)
     metrics.pop("args", None)
     return model.eval(), metrics
@@ -196,8 +212,12 @@ def refine_all(spec: RunSpec, seed: int, corpus: np.ndarray, everything: np.ndar
     default = None if spec.head.get("output") == "concat" else list(range(everything.shape[1] - 2))
     layers = spec.head.get("layers", default)
     pick = lambda a: None if a is None else torch.from_numpy(np.ascontiguousarray(Stacks.head_input(a, layers)))  # noqa: E731
-    dev_pairs = {name: (pick(a), pick(b), gold) for name, (a, b, gold) in dev.items()}
-    model, metrics = train_on_embeddings(pick(corpus), spec, seed, dev_pairs, pick(partners), layers=layers)
+    dev_pairs = {name: (pick(dev[name][0]), pick(dev[name][1]), dev[name][2]) for name in DEV_SPLITS if name in dev}
+    labeled = None
+    if spec.dev_labels is not None:
+        rows, labels = dev[f"labeled:{spec.dev_labels}"]
+        labeled = LabeledDev(pick(rows), labels)
+    model, metrics = train_on_embeddings(pick(corpus), spec, seed, dev_pairs, pick(partners), layers, labeled)
     return model.refine(pick(everything)), {"training": metrics}
 
 
@@ -225,6 +245,9 @@ def run_grid(args) -> None:
             stacks.rows(pairs.pairs[1]),
             np.asarray(pairs.labels, dtype=float),
         )
+    for task in sorted({s.dev_labels for s in specs if s.dev_labels}):  # a dev split standing for a user's labels
+        split = load_task(task, data_dir).splits["dev"]
+        dev_rows[f"labeled:{task}"] = (stacks.rows(split.sentences), [str(y) for y in split.labels])
     dropout = {}
     for spec in specs:
         for seed in [0] if spec.control else spec.seeds or seeds:

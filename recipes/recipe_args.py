@@ -26,7 +26,7 @@ from transformers import HfArgumentParser
 from hf_simskip import SimSkipConfig
 from hf_simskip.models.simskip.configuration_simskip import BACKBONE_FIELDS, FIELD_HELP
 from hf_simskip.paths import find_data_dir
-from hf_simskip.training import HeadTrainingArguments
+from hf_simskip.training import HeadTrainingArguments, LabeledDev, read_labeled_dev
 from hf_simskip.training.cache import CACHE_DTYPES, default_cache_dir
 from hf_simskip.training.checkpoint import check_output_dir, check_writable, resolve_checkpoint
 from hf_simskip.training.simcse import Stage0Arguments
@@ -117,6 +117,14 @@ class DataArguments:
     )
     max_dev_pairs: int | None = field(
         default=None, metadata={"help": "use only the first N pairs of each dev split (tests)"}
+    )
+    dev_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "labeled sentences of your own task (.csv/.tsv with 'sentence' and 'label' columns, .jsonl, or "
+            "'label<TAB>sentence' lines): the candidate and weight of u with the best 5-fold probe accuracy on them "
+            "win among those keeping the STS geometry (with --dev_signal none: on this file alone)"
+        },
     )
 
 
@@ -240,6 +248,8 @@ def validate(args: RecipeArguments) -> RecipeArguments:
                 "pass --data_dir or set $HF_SIMSKIP_DATA to keep it",
                 name,
             )
+    if data_args.dev_file is not None:
+        LabeledDev.check_labels(read_labeled_dev(data_args.dev_file)[1])  # stops before any encoding
     if data_args.train_file is not None and not Path(data_args.train_file).expanduser().is_file():
         raise ValueError(f"train_file {data_args.train_file!r}: expected an existing text file")
     cache_dir = Path(data_args.cache_dir).expanduser() if data_args.cache_dir is not None else default_cache_dir()

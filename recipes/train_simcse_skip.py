@@ -18,6 +18,7 @@ them), the --method preset, an optional --config YAML and the command line, in t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -34,7 +35,15 @@ from accelerate.utils import set_seed
 from hf_simskip import SimSkipModel
 from hf_simskip.files import replace_dir, temp_dir_beside, write_json, write_text
 from hf_simskip.sharing.model_card import write_model_card
-from hf_simskip.training import DevSignal, build_embedding_cache, dev_pairs, load_corpus, train_head
+from hf_simskip.training import (
+    DevSignal,
+    LabeledDev,
+    build_embedding_cache,
+    dev_pairs,
+    load_corpus,
+    read_labeled_dev,
+    train_head,
+)
 from hf_simskip.training.checkpoint import disk_writer, earlier_run, remove_earlier_run
 from hf_simskip.training.runtime import cpu_threads, hide_gpus_for_cpu_runs
 from hf_simskip.training.simcse import simcse_finetune
@@ -58,9 +67,10 @@ def build_model(model_args: ModelArguments) -> SimSkipModel:
 
 def make_dev_fn(model, data_args: DataArguments, train_args, cache_args: dict, accelerator) -> DevSignal:
     """The dev signal (hf_simskip.training.dev): STS-B dev and SICK-R trial Spearman of the refined embeddings'
-    cosine as constraints, and the weight of u a candidate can carry within them. The raw dev embeddings are cached
-    once, keyed like the corpus cache (``cache_args``: the same backbone weights and stage-0 key)."""
-    pairs = dev_pairs(data_args.data_dir, data_args.max_dev_pairs)
+    cosine as constraints, and the weight of u a candidate can carry within them; with ``--dev_file``, the k-fold
+    probe accuracy on the user's labeled sentences decides among what keeps the geometry. The raw dev embeddings are
+    cached once, keyed like the corpus cache (``cache_args``: the same backbone weights and stage-0 key)."""
+    pairs = dev_pairs(data_args.data_dir, data_args.max_dev_pairs) if data_args.dev_signal != "none" else {}
     if data_args.dev_signal == "stsb":
         pairs = {"stsb": pairs["stsb"]}
     cached = {}
@@ -68,7 +78,12 @@ def make_dev_fn(model, data_args: DataArguments, train_args, cache_args: dict, a
         xa, _ = build_embedding_cache(model, a, **cache_args, name=f"{name}-dev-a")
         xb, _ = build_embedding_cache(model, b, **cache_args, name=f"{name}-dev-b")
         cached[name] = (xa, xb, gold)
-    return DevSignal(cached, train_args.dev_tolerance, train_args.layer_scales, accelerator.device)
+    labeled = None
+    if data_args.dev_file is not None:
+        sentences, labels = read_labeled_dev(data_args.dev_file)
+        inputs, _ = build_embedding_cache(model, sentences, **cache_args, name="labeled-dev")
+        labeled = LabeledDev(inputs, labels)
+    return DevSignal(cached, train_args.dev_tolerance, train_args.layer_scales, accelerator.device, labeled=labeled)
 
 
 def prepare_corpus(data_args: DataArguments, seed: int) -> tuple[list[str], dict]:
@@ -191,7 +206,9 @@ def main(argv=None):
             model, sentences, **cache_args, name="corpus-dropout", dropout_seed=train_args.seed
         )
     dev_fn = (
-        make_dev_fn(model, data_args, train_args, cache_args, accelerator) if data_args.dev_signal != "none" else None
+        make_dev_fn(model, data_args, train_args, cache_args, accelerator)
+        if data_args.dev_signal != "none" or data_args.dev_file is not None
+        else None
     )
 
     # --- stage 2: the head --------------------------------------------------------------------
@@ -207,6 +224,8 @@ def main(argv=None):
         "corpus": corpus["fingerprint_sha256"],
         "stage0": stage0,
     }
+    if data_args.dev_file is not None:  # another labeled dev set selects differently: not the same run
+        run_info["dev_file"] = hashlib.sha256(Path(data_args.dev_file).expanduser().read_bytes()).hexdigest()
     metrics = train_head(model.head, x, train_args, accelerator, dev_fn, partners=partners, run_info=run_info)
     metrics["corpus"] = corpus
     metrics["cpu_threads"] = torch.get_num_threads() if accelerator.device.type == "cpu" else None

@@ -158,6 +158,7 @@ COMMANDS: dict[str, Run | Skip] = {
     "accelerate launch recipes/train_simcse_skip.py --method pca": RECIPE_CLOSED_FORM,
     "python recipes/train_simcse_skip.py --help": Run(),
     "accelerate launch recipes/train_simcse_skip.py --train_file my_sentences.txt": RECIPE,
+    "accelerate launch recipes/train_simcse_skip.py --dev_file my_dev.tsv": RECIPE,
     "accelerate launch recipes/train_simcse_skip.py --dataset_name my_dataset --text_column sentence": RECIPE,
     "accelerate launch recipes/train_simcse_skip.py --dataset_name Salesforce/wikitext --dataset_config_name "
     "wikitext-103-raw-v1 --text_column text": Skip(f"{NETWORK} (a Hub dataset)"),
@@ -282,6 +283,10 @@ def workspace(tiny_backbone, tmp_path_factory):
     sentences = ["A gripping film.", "Who wrote Hamlet?", "The plot was thin.", "How far is the moon?"]
     (ws / "sentences.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
     write_corpus(ws / "my_sentences.txt", 64)
+    (ws / "my_dev.tsv").write_text(
+        "sentence\tlabel\n" + "".join(f"{s}\t{'question' if '?' in s else 'other'}\n" for s in sentences * 5),
+        encoding="utf-8",
+    )
     import datasets
 
     corpus = (ws / "my_sentences.txt").read_text(encoding="utf-8").split()

@@ -19,6 +19,8 @@ def test_run_spec_validation():
         RunSpec(name="x", corpus="test")
     with pytest.raises(ValueError, match="parts must be like"):
         RunSpec(name="x", control="concat", parts=["x", "L"])
+    with pytest.raises(ValueError, match=r"dev_labels must be one of \['SST2'\] \(with dev: sts\), got 'TREC'"):
+        RunSpec(name="x", dev_labels="TREC")
     args = RunSpec(name="x", train={"temperature": 0.2, "learning_rate": 3e-4}).training_args(7, "out")
     assert (args.temperature, args.learning_rate, args.seed) == (0.2, 3e-4, 7)
     assert make_control("whiten-64").name == "whiten-64" and make_control("abtt-3").k == 3
@@ -69,6 +71,12 @@ def test_a_small_grid_end_to_end(tiny_backbone, tiny_senteval, tmp_path):
                     "eval_steps": 0,
                 },
             },
+            {  # SST2's dev split as a labeled dev set (the recipe's --dev_file)
+                "name": "labels",
+                "head": {"layers": [0, 1], "layer_dim": 16, "projector_dim": 0},
+                "train": {"max_steps": 2, "per_device_train_batch_size": 32, "eval_steps": 0},
+                "dev_labels": "SST2",
+            },
         ],
     }
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
@@ -85,7 +93,16 @@ def test_a_small_grid_end_to_end(tiny_backbone, tiny_senteval, tmp_path):
     ]
     runner.main(args)
     runs = {p.name: json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")}
-    assert set(runs) == {"identity__seed0.json", "x+0.5L1__seed0.json", "pca__seed0.json", "layers__seed0.json"}
+    assert set(runs) == {
+        "identity__seed0.json",
+        "x+0.5L1__seed0.json",
+        "pca__seed0.json",
+        "layers__seed0.json",
+        "labels__seed0.json",
+    }
+    labeled = runs["labels__seed0.json"]["run"]["training"]["dev_details"]
+    assert {"identity", "initial", "step 2"} <= set(labeled)
+    assert labeled["identity"]["labeled_dev_accuracy"] is not None and "stsb" in labeled["identity"]
     assert runs["x+0.5L1__seed0.json"]["protocol"]["embedding_dim"] == 64
     assert runs["layers__seed0.json"]["protocol"]["embedding_dim"] == 48  # [f(x) (32), u (16)]
     assert runs["layers__seed0.json"]["run"]["training"]["global_step"] == 3

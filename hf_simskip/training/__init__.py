@@ -12,7 +12,7 @@ from .cache import (
     list_caches,
 )
 from .corpus import corpus_fingerprint, load_corpus
-from .dev import DevScore, DevSignal, dev_pairs, stsb_dev_fn, stsb_dev_pairs
+from .dev import DevScore, DevSignal, LabeledDev, dev_pairs, read_labeled_dev, stsb_dev_fn, stsb_dev_pairs
 from .loop import EpochPermutation, train_head
 
 __all__ = [
@@ -33,4 +33,6 @@ __all__ = [
     "DevSignal",
     "DevScore",
     "stsb_dev_fn",
+    "LabeledDev",
+    "read_labeled_dev",
 ]

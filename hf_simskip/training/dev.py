@@ -13,6 +13,12 @@ both constraints, and scores the candidate by it: the head that carries the most
 spoiling the geometry wins; ties go to the better geometry. The identity (u off) scores 0; a candidate that breaks
 the constraints at every weight scores below it. A head that reads x alone is scored by its geometry (the sum of
 the two Spearmans), the identity among the candidates.
+
+A user who has labeled sentences of their own task can hand them over (:class:`LabeledDev`, the recipe's
+``--dev_file``): then transfer is measured, not inferred. Among the candidates and weights that keep the geometry,
+the one with the best k-fold accuracy of the evaluation's logistic probe on those sentences wins (ties: the larger
+weight, then the better geometry), and the identity is scored the same way, so "never worse than the backbone"
+holds on the user's own task. These are the user's dev labels, never a SentEval task's.
 """
 
 from __future__ import annotations
@@ -55,6 +61,58 @@ class DevScore:
     details: dict = field(default_factory=dict)
 
 
+class LabeledDev:
+    """A labeled dev set of the user's own task as a transfer signal: ``accuracy(head)`` is the k-fold (stratified,
+    ``folds``) accuracy x100 of the evaluation's L2 logistic probe on the head's refined embeddings of ``inputs``
+    (the raw head inputs of the sentences, (n, d) or (n, 1 + L, d)), the probe's C chosen from the evaluation's
+    k-fold grid by the same folds (SentEval's ``devacc``). ``labels``: one class per row, any hashable values."""
+
+    def __init__(self, inputs, labels, folds: int = 5, seed: int = 1111):
+        inputs = torch.as_tensor(inputs[:]).float()
+        labels = list(labels)
+        if inputs.shape[0] != len(labels):
+            raise ValueError(
+                f"labeled dev set: expected one label per row, got {inputs.shape[0]} rows and {len(labels)} labels"
+            )
+        classes = self.check_labels(labels, folds)
+        from sklearn.model_selection import StratifiedKFold
+
+        index = {c: i for i, c in enumerate(classes)}
+        self.inputs, self.y = inputs, np.array([index[c] for c in labels])
+        self.classes, self.nclasses = [str(c) for c in classes], len(classes)
+        self.folds = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(self.y, self.y))
+
+    @staticmethod
+    def check_labels(labels, folds: int = 5) -> list:
+        """The classes of ``labels`` (sorted), or ValueError when the k-fold probe cannot run on them."""
+        classes = sorted(set(labels), key=str)
+        counts = {c: labels.count(c) for c in classes}
+        if len(classes) < 2 or min(counts.values()) < folds:
+            raise ValueError(
+                f"labeled dev set: expected at least 2 classes with at least {folds} sentences each (its {folds}-fold "
+                f"probe), got {dict((str(c), n) for c, n in counts.items())}"
+            )
+        return classes
+
+    def accuracy(self, head, device=None) -> float:
+        from ..evaluation.protocol import GRID_KFOLD, ProbeRunner
+
+        target = device if device is not None else next(head.buffers()).device
+        X = head.embed(self.inputs.to(target)).float()
+        n, k = len(self.y), len(self.folds)
+        masks = np.zeros((k, n), bool)
+        for f, (train_idx, _) in enumerate(self.folds):
+            masks[f, train_idx] = True
+        runner = ProbeRunner(device=X.device)
+        fit = runner.fit(X, self.y, masks, np.tile(np.array(GRID_KFOLD), (k, 1)), self.nclasses, "labeled-dev")
+        pred = runner.predict(fit, X)  # (k, G, n)
+        per_c = [
+            np.mean([np.mean(pred[f, g, test] == self.y[test]) for f, (_, test) in enumerate(self.folds)])
+            for g in range(len(GRID_KFOLD))
+        ]
+        return 100.0 * float(max(per_c))
+
+
 class DevSignal:
     """``dev_signal(head) -> DevScore`` for ``train_head``, as the module docstring says; the first call scores the
     identity and fixes the reference. ``pairs``: {signal: (raw inputs a, raw inputs b, gold)} with the head's raw
@@ -62,9 +120,11 @@ class DevSignal:
     ``layer_scales`` are the training arguments ``dev_tolerance`` and ``layer_scales``. A layer-aware head is left
     at the weight its score was found with (the loop keeps it with the weights, then restores its own)."""
 
-    def __init__(self, pairs: dict, tolerance: float, layer_scales, device=None):
-        if not pairs:
-            raise ValueError("a dev signal needs at least one split of pairs (STS-B dev, SICK-R trial)")
+    def __init__(self, pairs: dict, tolerance: float, layer_scales, device=None, labeled: LabeledDev | None = None):
+        if not pairs and labeled is None:
+            raise ValueError(
+                "a dev signal needs at least one split of pairs (STS-B dev, SICK-R trial) or a labeled dev set"
+            )
         if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < np.inf):
             raise ValueError(f"dev tolerance must be a finite number >= 0, got {tolerance!r}")
         self.pairs = {}
@@ -77,6 +137,7 @@ class DevSignal:
                 )
             self.pairs[name] = (a, b, np.asarray(gold, dtype=float))
         self.tolerance, self.layer_scales, self.device = float(tolerance), tuple(layer_scales), device
+        self.labeled = labeled
         self.reference: dict | None = None
 
     def spearmans(self, head) -> dict[str, float]:
@@ -96,10 +157,14 @@ class DevSignal:
 
     def restore(self, identity_details: dict) -> None:
         """Set the reference from the identity's recorded details (a resumed run does not score it again)."""
-        self.reference = {k: float(v) for k, v in identity_details.items() if k != "layer_scale"}
+        self.reference = {
+            k: float(v) for k, v in identity_details.items() if k not in ("layer_scale", "labeled_dev_accuracy")
+        }
 
     def __call__(self, head) -> DevScore:
         branch = head.layer_branch
+        if self.labeled is not None:
+            return self._labeled(head, branch)
         if self.reference is None or branch is None or not branch.is_open:
             scores = self.spearmans(head)
             if self.reference is None:
@@ -122,6 +187,97 @@ class DevSignal:
         head.set_layer_scale(w)
         return self._score(-1.0, scores, w)
 
+    def _labeled(self, head, branch) -> DevScore:
+        """With a labeled dev set: the best accuracy among the weights that keep the geometry (the identity, a
+        closed branch or a head on x alone at its own weight); -1 when none keeps it, so never over the identity."""
+        open_branch = self.reference is not None and branch is not None and branch.is_open
+        tried = []
+        for w in self.layer_scales if open_branch else (None,):
+            if w is not None:
+                head.set_layer_scale(w)
+            scores = self.spearmans(head) if self.pairs else {}
+            if self.reference is None:
+                self.reference = scores
+            feasible = all(scores[k] >= self.reference[k] - self.tolerance for k in scores)
+            accuracy = self.labeled.accuracy(head, self.device) if feasible else None
+            geometry = float(np.mean(list(scores.values()))) if scores else 0.0
+            tried.append((feasible, accuracy, w, geometry, scores))
+        feasible = [t for t in tried if t[0]]
+        if feasible:  # the best accuracy, then the larger weight, then the better geometry
+            _, accuracy, w, geometry, scores = max(feasible, key=lambda t: (t[1], t[2] or 0.0, t[3]))
+            key = (accuracy, geometry)
+        else:
+            _, accuracy, w, geometry, scores = max(tried, key=lambda t: t[3])
+            key = (-1.0, geometry)
+        if w is not None:
+            head.set_layer_scale(w)
+        details = {"layer_scale": w, **scores, "labeled_dev_accuracy": accuracy}
+        return DevScore(key, accuracy if accuracy is not None else -1.0, details)
+
+
+def read_labeled_dev(path) -> tuple[list[str], list[str]]:
+    """(sentences, labels) of a labeled dev file: ``.csv`` / ``.tsv`` with a header naming a ``sentence`` (or
+    ``text``) column and a ``label`` column; ``.jsonl`` with one object a line holding the same keys; any other
+    suffix: one ``label<TAB>sentence`` a line. Labels are read as strings (classes, not numbers)."""
+    import csv
+    import json
+    from pathlib import Path
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"dev_file {str(path)!r}: expected an existing file of labeled sentences")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"dev_file {str(path)!r}: expected UTF-8 text, byte {err.start} is not") from None
+    rows: list[tuple[str, str]] = []
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
+        fields = reader.fieldnames or []
+        column = "sentence" if "sentence" in fields else "text"
+        if column not in fields or "label" not in fields:
+            raise ValueError(
+                f"dev_file {str(path)!r}: expected a header with a 'sentence' (or 'text') and a 'label' column, "
+                f"got {fields}"
+            )
+        for i, row in enumerate(reader, start=2):
+            rows.append((str(row.get(column) or "").strip(), str(row.get("label") or "").strip()))
+            if not rows[-1][0] or not rows[-1][1]:
+                raise ValueError(f"dev_file {str(path)!r}, line {i}: expected a sentence and a label, got {row}")
+    else:
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            if suffix == ".jsonl":
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    obj = None
+                sentence = obj.get("sentence", obj.get("text")) if isinstance(obj, dict) else None
+                label = obj.get("label") if isinstance(obj, dict) else None
+                if (
+                    not isinstance(sentence, str)
+                    or not sentence.strip()
+                    or label is None
+                    or isinstance(label, (dict, list))
+                ):
+                    raise ValueError(
+                        f'dev_file {str(path)!r}, line {i}: expected an object with "sentence" (or "text") and '
+                        f'"label", got {line[:80]!r}'
+                    )
+                rows.append((sentence.strip(), str(label)))
+            else:
+                label, tab, sentence = line.partition("\t")
+                if not tab or not label.strip() or not sentence.strip():
+                    raise ValueError(
+                        f"dev_file {str(path)!r}, line {i}: expected 'label<TAB>sentence', got {line[:80]!r}"
+                    )
+                rows.append((sentence.strip(), label.strip()))
+    if not rows:
+        raise ValueError(f"dev_file {str(path)!r}: expected labeled sentences, the file holds none")
+    return [r[0] for r in rows], [r[1] for r in rows]
+
 
 def stsb_dev_fn(x_a: torch.Tensor, x_b: torch.Tensor, gold, device=None):
     """``dev_fn(head) -> float``: Spearman x100 of cos(head.embed(x_a), head.embed(x_b)) against ``gold``,
@@ -131,4 +287,13 @@ def stsb_dev_fn(x_a: torch.Tensor, x_b: torch.Tensor, gold, device=None):
     return lambda head: signal.spearmans(head)["stsb"]
 
 
-__all__ = ["DevSignal", "DevScore", "dev_pairs", "stsb_dev_pairs", "stsb_dev_fn", "DEV_SPLITS"]
+__all__ = [
+    "DevSignal",
+    "DevScore",
+    "LabeledDev",
+    "read_labeled_dev",
+    "dev_pairs",
+    "stsb_dev_pairs",
+    "stsb_dev_fn",
+    "DEV_SPLITS",
+]
