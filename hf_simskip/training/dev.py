@@ -1,4 +1,4 @@
-"""The dev signals of model selection. Never a test split, never a transfer task's labels.
+"""The dev signals of model selection. Never a test split; a task's labels only when the user hands them over.
 
 Two STS dev splits are constraints: STS-B dev and SICK-R's trial split (its dev split), Spearman of the cosine of
 the refined embeddings, read with the evaluation's SentEval-faithful loaders (the strings the evaluation encodes)
