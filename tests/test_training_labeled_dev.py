@@ -65,7 +65,7 @@ def test_the_probe_accuracy_sees_what_the_layers_add_and_the_identity_lacks():
     head = SimSkipHead(SimSkipConfig(embedding_dim=D, layers=[0, 1], layer_hidden_dim=0, layer_closed_form="pca"))
     head.fit_statistics(h)
     labeled = LabeledDev(h, labels)
-    assert labeled.classes == ["neg", "pos"] and len(labeled.folds) == 5
+    assert labeled.classes == ["neg", "pos"] and labeled.k == 5
     head.eval()
     with torch.no_grad():
         identity = labeled.accuracy(head)  # u off: x alone, which holds no label

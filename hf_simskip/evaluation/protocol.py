@@ -110,17 +110,24 @@ def inner_kfold_result(tests, devs, chosen) -> dict:
     }
 
 
-def kfold(runner: ProbeRunner, Xtr, ytr, Xte, yte, k: int, seed: int, nclasses: int, label: str):
-    n = len(ytr)
-    folds = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(Xtr, ytr))
+def kfold_dev(runner: ProbeRunner, X, y, k: int, seed: int, nclasses: int, label: str) -> tuple[float, float]:
+    """SentEval's KFold model selection: (C, its mean accuracy x100 over ``k`` stratified folds of (X, y)), every
+    fold and C of GRID_KFOLD in one batched fit."""
+    n = len(y)
+    folds = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(X, y))
     masks = np.zeros((k, n), bool)
     for f, (train_idx, _) in enumerate(folds):
         masks[f, train_idx] = True
     grid = np.array(GRID_KFOLD)
-    fit = runner.fit(Xtr, ytr, masks, np.tile(grid, (k, 1)), nclasses, label + "/kfold")
-    pred = runner.predict(fit, Xtr)  # (k, G, n)
-    scores = [np.mean([_acc(pred[f, g, te], ytr[te]) for f, (_, te) in enumerate(folds)]) for g in range(len(grid))]
-    c, dev = pick(scores, GRID_KFOLD)
+    fit = runner.fit(X, y, masks, np.tile(grid, (k, 1)), nclasses, label + "/kfold")
+    pred = runner.predict(fit, X)  # (k, G, n)
+    scores = [np.mean([_acc(pred[f, g, te], y[te]) for f, (_, te) in enumerate(folds)]) for g in range(len(grid))]
+    return pick(scores, GRID_KFOLD)
+
+
+def kfold(runner: ProbeRunner, Xtr, ytr, Xte, yte, k: int, seed: int, nclasses: int, label: str):
+    n = len(ytr)
+    c, dev = kfold_dev(runner, Xtr, ytr, k, seed, nclasses, label)
     fit = runner.fit(Xtr, ytr, np.ones((1, n), bool), np.array([[c]]), nclasses, label + "/final")
     yhat = runner.predict(fit, Xte)[0, 0]
     return {"acc": round(100 * _acc(yhat, yte), 2), "devacc": dev, "C": c}, yhat

@@ -65,7 +65,8 @@ class LabeledDev:
     """A labeled dev set of the user's own task as a transfer signal: ``accuracy(head)`` is the k-fold (stratified,
     ``folds``) accuracy x100 of the evaluation's L2 logistic probe on the head's refined embeddings of ``inputs``
     (the raw head inputs of the sentences, (n, d) or (n, 1 + L, d)), the probe's C chosen from the evaluation's
-    k-fold grid by the same folds (SentEval's ``devacc``). ``labels``: one class per row, any hashable values."""
+    k-fold grid by the same folds: SentEval's KFold ``devacc`` (``evaluation.protocol.kfold_dev``), rounded to 2
+    decimals as SentEval does. ``labels``: one class per row, any hashable values."""
 
     def __init__(self, inputs, labels, folds: int = 5, seed: int = 1111):
         inputs = torch.as_tensor(inputs[:]).float()
@@ -75,12 +76,9 @@ class LabeledDev:
                 f"labeled dev set: expected one label per row, got {inputs.shape[0]} rows and {len(labels)} labels"
             )
         classes = self.check_labels(labels, folds)
-        from sklearn.model_selection import StratifiedKFold
-
         index = {c: i for i, c in enumerate(classes)}
         self.inputs, self.y = inputs, np.array([index[c] for c in labels])
-        self.classes, self.nclasses = [str(c) for c in classes], len(classes)
-        self.folds = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(self.y, self.y))
+        self.classes, self.nclasses, self.k, self.seed = [str(c) for c in classes], len(classes), folds, seed
 
     @staticmethod
     def check_labels(labels, folds: int = 5) -> list:
@@ -95,22 +93,12 @@ class LabeledDev:
         return classes
 
     def accuracy(self, head, device=None) -> float:
-        from ..evaluation.protocol import GRID_KFOLD, ProbeRunner
+        from ..evaluation.protocol import ProbeRunner, kfold_dev
 
         target = device if device is not None else next(head.buffers()).device
         X = head.embed(self.inputs.to(target)).float()
-        n, k = len(self.y), len(self.folds)
-        masks = np.zeros((k, n), bool)
-        for f, (train_idx, _) in enumerate(self.folds):
-            masks[f, train_idx] = True
-        runner = ProbeRunner(device=X.device)
-        fit = runner.fit(X, self.y, masks, np.tile(np.array(GRID_KFOLD), (k, 1)), self.nclasses, "labeled-dev")
-        pred = runner.predict(fit, X)  # (k, G, n)
-        per_c = [
-            np.mean([np.mean(pred[f, g, test] == self.y[test]) for f, (_, test) in enumerate(self.folds)])
-            for g in range(len(GRID_KFOLD))
-        ]
-        return 100.0 * float(max(per_c))
+        _, accuracy = kfold_dev(ProbeRunner(device=X.device), X, self.y, self.k, self.seed, self.nclasses, "labeled")
+        return accuracy
 
 
 class DevSignal:
