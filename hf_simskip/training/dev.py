@@ -18,7 +18,7 @@ A user who has labeled sentences of their own task can hand them over (:class:`L
 ``--dev_file``): then transfer is measured, not inferred. Among the candidates and weights that keep the geometry,
 the one with the best k-fold accuracy of the evaluation's logistic probe on those sentences wins (ties: the larger
 weight, then the better geometry), and the identity is scored the same way, so "never worse than the backbone"
-holds on the user's own task. These are the user's dev labels, never a SentEval task's.
+holds on the user's own task. The default reads no such labels: only labels the user hands over.
 """
 
 from __future__ import annotations
