@@ -152,6 +152,12 @@ COMMANDS: dict[str, Run | Skip] = {
         f"{NETWORK} (SentEval's and SimCSE's servers); tests/test_evaluation_download.py runs it against local servers"
     ),
     "python benchmarks/eval_speed.py --mode full": Skip("a benchmark over the whole SentEval data (minutes)"),
+    "python benchmarks/job_vs_encode.py": Skip(
+        "a benchmark: the main job and an encode of its 91,723 sentences (15 min)"
+    ),
+    "python benchmarks/encode_throughput.py --n 2000 --rounds 3": Skip(
+        "a benchmark: three encoders, 2,000 sentences, 3 rounds (minutes)"
+    ),
     # --- training -----------------------------------------------------------------------------------------
     "accelerate launch recipes/train_simcse_skip.py": RECIPE,
     "python recipes/train_simcse_skip.py": RECIPE,
