@@ -122,7 +122,8 @@ class DataArguments:
         default=None,
         metadata={
             "help": "labeled sentences of your own task (.csv/.tsv with 'sentence' and 'label' columns, .jsonl, or "
-            "'label<TAB>sentence' lines): the candidate and weight of u with the best 5-fold probe accuracy on them "
+            "'label<TAB>sentence' lines): the candidate and weight of u with the best "
+            f"{LabeledDev.FOLDS}-fold probe accuracy on them "
             "win among those keeping the STS geometry (with --dev_signal none: on this file alone)"
         },
     )

@@ -8,24 +8,9 @@ import sys
 
 import pytest
 
-from utils import FIXTURES, SCRIPT, write_corpus
+from utils import FIXTURES, KILLED_AFTER, SCRIPT, write_corpus
 
 pytestmark = pytest.mark.slow
-
-
-# the recipe, run with its train_head wrapped so that the process SIGKILLs itself right after step k
-KILLED_AFTER = """
-import os, signal, sys
-import train_simcse_skip as recipe
-from hf_simskip.training import train_head
-
-def kill_after(step, state):
-    if step == int(os.environ["KILL_AFTER_STEP"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-recipe.train_head = lambda *args, **kwargs: train_head(*args, step_callback=kill_after, **kwargs)
-recipe.main(sys.argv[1:])
-"""
 
 
 def run(backbone, corpus, tmp_path, out, *extra, kill_after: int | None = None):

@@ -172,5 +172,5 @@ def test_the_recipe_selects_on_a_labeled_dev_file(tiny_backbone, tmp_path, monke
     assert metrics["dev_scores"]["identity"] == details["identity"]["labeled_dev_accuracy"]
     assert metrics["kept"] in ("identity", "initial", "trained")
     card = (tmp_path / "out" / "final" / "README.md").read_text()
-    assert "accuracy of a logistic probe on the trainer's own labeled dev sentences" in card
+    assert "cross-validated accuracy of a logistic probe on the trainer's own labeled dev sentences" in card
     assert np.isfinite(metrics["best_dev_score"])

@@ -18,23 +18,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from utils import FIXTURES, SCRIPT, write_corpus
+from utils import FIXTURES, KILLED_AFTER, SCRIPT, write_corpus
 
 pytestmark = pytest.mark.slow
-
-# the recipe with its train_head wrapped so that every process SIGKILLs itself right after step $KILL_AFTER_STEP
-KILLED_AFTER = """
-import os, signal, sys
-import train_simcse_skip as recipe
-from hf_simskip.training import train_head
-
-def kill_after(step, state):
-    if step == int(os.environ["KILL_AFTER_STEP"]):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-recipe.train_head = lambda *args, **kwargs: train_head(*args, step_callback=kill_after, **kwargs)
-sys.exit(recipe.run_script(sys.argv[1:]))
-"""
 
 
 def free_port() -> int:

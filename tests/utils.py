@@ -108,6 +108,21 @@ def results_json(scale: float = 1.0, mode: str = "fast") -> dict:
 
 # Preamble for a fresh `python -c` process in which hf_simskip must NOT be importable (the Hub /
 # trust_remote_code path): a meta-path finder refuses it, and the process checks that it did.
+# the recipe as a script (`python -c KILLED_AFTER ARGS`, recipes/ on PYTHONPATH), its train_head wrapped so that every
+# process SIGKILLs itself right after step $KILL_AFTER_STEP
+KILLED_AFTER = """
+import os, signal, sys
+import train_simcse_skip as recipe
+from hf_simskip.training import train_head
+
+def kill_after(step, state):
+    if step == int(os.environ["KILL_AFTER_STEP"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+recipe.train_head = lambda *args, **kwargs: train_head(*args, step_callback=kill_after, **kwargs)
+sys.exit(recipe.run_script(sys.argv[1:]))
+"""
+
 WITHOUT_HF_SIMSKIP = """
 import sys
 class _BlockHfSimskip:

@@ -385,7 +385,8 @@ def training_outcome(config, metrics: dict | None, training_args: dict | None) -
     details = metrics.get("dev_details") or {}
     if kept in ("identity", "initial", "trained") and any("labeled_dev_accuracy" in d for d in details.values()):
         text += (
-            " The dev scores are the 5-fold accuracy of a logistic probe on the trainer's own labeled dev sentences, "
+            " The dev scores are the cross-validated accuracy of a logistic probe on the trainer's own labeled dev "
+            "sentences, "
             "among the candidates (and weights of the layer part) that kept the STS dev geometry."
         )
     kept_label = {"identity": "identity", "initial": "initial", "trained": f"step {step}"}.get(kept)

@@ -68,7 +68,9 @@ class LabeledDev:
     k-fold grid by the same folds: SentEval's KFold ``devacc`` (``evaluation.protocol.kfold_dev``), rounded to 2
     decimals as SentEval does. ``labels``: one class per row, any hashable values."""
 
-    def __init__(self, inputs, labels, folds: int = 5, seed: int = 1111):
+    FOLDS = 5  # the probe's k-fold (SentEval's for TREC and MRPC is 10; a user's dev set is small)
+
+    def __init__(self, inputs, labels, folds: int = FOLDS, seed: int = 1111):
         inputs = torch.as_tensor(inputs[:]).float()
         labels = list(labels)
         if inputs.shape[0] != len(labels):
@@ -81,7 +83,7 @@ class LabeledDev:
         self.classes, self.nclasses, self.k, self.seed = [str(c) for c in classes], len(classes), folds, seed
 
     @staticmethod
-    def check_labels(labels, folds: int = 5) -> list:
+    def check_labels(labels, folds: int = FOLDS) -> list:
         """The classes of ``labels`` (sorted), or ValueError when the k-fold probe cannot run on them."""
         classes = sorted(set(labels), key=str)
         counts = {c: labels.count(c) for c in classes}
